@@ -12,8 +12,18 @@ _MYNUMBER_WEIGHTS = (6, 5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
 _MUNICIPALITY_WEIGHTS = (6, 5, 4, 3, 2)
 
 
+def _unrolled(weights: tuple[int, ...]) -> Callable[[bytes], int]:
+    """Σ digit·weight over ASCII bytes, as one generated expression: this runs for every record of
+    a bulk load, and the unrolled form is about twice as fast as a loop."""
+    terms = "+".join(f"b[{i}]*{w}" for i, w in enumerate(weights))
+    return eval(f"lambda b: {terms} - {48 * sum(weights)}")  # noqa: S307 - built from integer constants only
+
+
+_SUMS = {weights: _unrolled(weights) for weights in (_MYNUMBER_WEIGHTS, _MYNUMBER_WEIGHTS[1:], _MUNICIPALITY_WEIGHTS)}
+
+
 def _weighted_sum(digits: str, weights: tuple[int, ...]) -> int:
-    return sum(int(d) * w for d, w in zip(digits, weights, strict=True))
+    return _SUMS[weights](digits.encode("ascii"))
 
 
 def _is_digits(text: str, length: int) -> bool:

@@ -56,6 +56,10 @@ class IdentityRecord(msgspec.Struct, frozen=True, array_like=True, forbid_unknow
     former_surname_kana: str  # 39 旧氏 ふりがな
     former_surname_gaiji_seq: int  # 40 旧氏 外字変更連番
 
+    def __repr__(self) -> str:
+        # Personal data must not reach a log line, a traceback or a test report by accident.
+        return "IdentityRecord(<40 items redacted>)"
+
 
 #: Item number of every field, in layout order (1-based), for error messages.
 ITEM_NUMBER: dict[str, int] = {name: i for i, name in enumerate(IdentityRecord.__struct_fields__, 1)}

@@ -1,0 +1,384 @@
+"""Validation of an identity record against docs/domain-rules.md, fast enough for bulk loads.
+
+Two paths share one verdict.  ``_is_plainly_valid`` is a quick test that is True only for a
+record keeping every rule, and covers the common case (no 外字, no 通称, no 29 February).
+Whenever it is False, ``_check`` runs the rules one by one in a fixed order, types of all 40
+items first and then item 1 to item 40 (a cross-item rule at its own item), and raises the
+first broken one as ``InvalidRecord(field, rule, item)``; its rule phrases never hold a value.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import re
+import unicodedata
+
+import msgspec
+
+from firmware_app.domain.checkdigits import (
+    is_valid_individual_number,
+    is_valid_municipality_code,
+    is_valid_resident_code,
+)
+from firmware_app.domain.errors import InvalidRecord
+from firmware_app.domain.kana import seion
+from firmware_app.domain.reasons import REASONS, ReasonClass
+from firmware_app.domain.record import (
+    FLAG_OFF,
+    FLAG_ON,
+    ITEM_NUMBER,
+    STATUS_LIVE,
+    STATUS_REMOVED,
+    IdentityRecord,
+)
+from firmware_app.domain.rules import (
+    INT_LIMITS,
+    SEX_CODES,
+    TEXT_LIMITS,
+    YEAR_FLOOR,
+    count_gaiji,
+    has_forbidden_char,
+    is_account_id,
+    is_alnum_id,
+    is_ascii_digits,
+    is_date,
+    is_kana_item,
+    split_tsusho,
+)
+
+_TYPES = tuple(field.type for field in msgspec.structs.fields(IdentityRecord))
+_SIZE = {field: range(low, high + 1) for field, (low, high) in TEXT_LIMITS.items()}
+_FLAGS = frozenset({FLAG_OFF, FLAG_ON})
+_STATUSES = frozenset({STATUS_LIVE, STATUS_REMOVED})
+_REMOVALS = frozenset(code for code, reason in REASONS.items() if reason.reason_class is ReasonClass.REMOVAL)
+_FIRST_DATE = f"{YEAR_FLOOR:04d}0000"
+_HOURS = frozenset(f"{h:02d}" for h in range(24))
+_MINUTES = frozenset(f"{m:02d}" for m in range(60))
+
+# Municipality codes repeat across records (about 1,900 exist), so their verdict is cached.
+_is_municipality_code = functools.lru_cache(maxsize=4096)(is_valid_municipality_code)
+
+
+# ---------------------------------------------------------------------------------------
+# The quick test.  Its patterns accept a subset of the valid values: what they leave out
+# (29 February, 外字, a 通称, odd white space) simply takes the exact path.
+
+_MONTH_DAY = (
+    r"(?:(?:0[13578]|1[02])(?:0[1-9]|[12]\d|3[01])"
+    r"|(?:0[469]|11)(?:0[1-9]|[12]\d|30)"
+    r"|02(?:0[1-9]|1\d|2[0-8]))"
+)
+_DAY = rf"\d{{4}}{_MONTH_DAY}"
+
+
+def _one_of(codes: object) -> str:
+    return "(?:" + "|".join(map(re.escape, sorted(codes))) + ")"
+
+
+# Plain values of the code items, in layout order; they are matched joined by "|", which no
+# pattern admits inside a value, so each value is matched by its own pattern.
+_PLAIN_CODES = {
+    "resident_code": r"\d{11}",
+    "birth_date": rf"\d{{4}}(?:{_MONTH_DAY}|(?:0[1-9]|1[0-2])00|0000)",
+    "sex": _one_of(SEX_CODES),
+    "municipality_code": r"\d{6}",
+    "oaza_code": r"\d{0,12}",
+    "postal_code": r"\d{7}",
+    "individual_number": r"(?:\d{12})?",
+    "became_resident_on": rf"(?:{_DAY})?",
+    "address_set_on": rf"(?:{_DAY})?",
+    "notified_on": _DAY,
+    "previous_municipality_code": r"(?:\d{6})?",
+    "change_reason": _one_of(REASONS),
+    "change_date": _DAY,
+    "former_resident_code": r"(?:\d{11})?",
+    "resident_code_used_from": rf"(?:{_DAY})?",
+    "request_control_number": r"[0-9A-Za-z]{0,20}",
+    "operator_id": r"[0-9A-Za-z_-]{0,16}",
+    "terminal_id": r"[0-9A-Za-z_-]{0,16}",
+    "update_prohibited": "[01]",
+    "scheduled_flag": "[01]",
+    "exclusive_flag": "[01]",
+    "gaiji_flag": FLAG_OFF,
+    "record_status": "[01]",
+    "timestamp": rf"{_DAY}(?:[01]\d|2[0-3])[0-5]\d[0-5]\d",
+}
+_PLAIN_CODES_RE = re.compile(r"\|".join(_PLAIN_CODES.values()), re.ASCII)
+_codes = operator.itemgetter(*(ITEM_NUMBER[field] - 1 for field in _PLAIN_CODES))
+_TEXTS = (*TEXT_LIMITS, "name_seion_kana")
+_texts = operator.itemgetter(*(ITEM_NUMBER[field] - 1 for field in _TEXTS))
+
+
+def _is_plain_text(framed: str) -> bool:
+    """True when the ``|``-framed text items hold no 外字 and surely keep every character rule.
+
+    ``isprintable`` is False for controls, surrogates, private use and every space but
+    U+0020, so once U+3000 is folded only U+0020 can sit at an item's edge, next to a ``|``.
+    """
+    folded = framed.replace("\u3000", " ")
+    return (
+        folded.isprintable()
+        and "\ufffd" not in folded
+        and "| " not in folded
+        and " |" not in folded
+        and unicodedata.is_normalized("NFC", framed)
+    )
+
+
+def _is_plainly_valid(values: tuple, today: str) -> bool:
+    """True only when the record keeps every rule (False says nothing)."""
+    (
+        resident_code, name_kanji, name_gaiji_count, name_kana, name_seion_kana,
+        birth_date, _sex, municipality_code, _oaza_code, _postal_code,
+        address, address_gaiji_count, individual_number, became_resident_on, address_set_on,
+        notified_on, previous_municipality_code, previous_address, previous_address_gaiji_count,
+        relationship, change_reason, change_date, change_reason_detail, former_resident_code,
+        resident_code_used_from, _request_control_number, _operator_id, _terminal_id,
+        update_sequence, error_update_sequence, _update_prohibited, _scheduled_flag, _exclusive_flag,
+        _gaiji_flag, record_status, timestamp, former_surname_kanji, former_surname_gaiji_count,
+        former_surname_kana, former_surname_gaiji_seq,
+    ) = values  # fmt: skip
+    try:  # str.join refuses a value that is not a str.
+        codes = "|".join(_codes(values))
+        texts = f"|{'|'.join(_texts(values))}|"
+    except TypeError:
+        return False
+    return (
+        type(name_gaiji_count) is int
+        and type(address_gaiji_count) is int
+        and type(previous_address_gaiji_count) is int
+        and type(update_sequence) is int
+        and type(error_update_sequence) is int
+        and type(former_surname_gaiji_count) is int
+        and type(former_surname_gaiji_seq) is int
+        and _PLAIN_CODES_RE.fullmatch(codes) is not None
+        and _is_plain_text(texts)
+        and name_gaiji_count == address_gaiji_count == previous_address_gaiji_count == former_surname_gaiji_count == 0
+        and len(name_kanji) in _SIZE["name_kanji"]
+        and "（" not in name_kanji
+        and "）" not in name_kanji
+        and len(name_kana) in _SIZE["name_kana"]
+        and len(address) in _SIZE["address"]
+        and len(previous_address) in _SIZE["previous_address"]
+        and len(relationship) in _SIZE["relationship"]
+        and len(change_reason_detail) in _SIZE["change_reason_detail"]
+        and len(former_surname_kanji) in _SIZE["former_surname_kanji"]
+        and len(former_surname_kana) in _SIZE["former_surname_kana"]
+        and is_kana_item(name_kana)
+        and name_seion_kana == seion(name_kana)
+        and (not former_surname_kana or is_kana_item(former_surname_kana))
+        and bool(former_surname_kanji) == bool(former_surname_kana)
+        and _FIRST_DATE <= birth_date <= today
+        and (not became_resident_on or birth_date <= became_resident_on <= today)
+        and (not address_set_on or _FIRST_DATE <= address_set_on <= today)
+        and _FIRST_DATE <= notified_on <= today
+        and _FIRST_DATE <= change_date <= today
+        and (not resident_code_used_from or _FIRST_DATE <= resident_code_used_from <= today)
+        and _FIRST_DATE <= timestamp[:8] <= today
+        and 0 <= update_sequence < INT_LIMITS["update_sequence"]
+        and 0 <= error_update_sequence < INT_LIMITS["error_update_sequence"]
+        and 0 <= former_surname_gaiji_seq < INT_LIMITS["former_surname_gaiji_seq"]
+        and (record_status == STATUS_REMOVED) == (change_reason in _REMOVALS)
+        and former_resident_code != resident_code
+        and _is_municipality_code(municipality_code)
+        and (not previous_municipality_code or _is_municipality_code(previous_municipality_code))
+        and is_valid_resident_code(resident_code)
+        and (not former_resident_code or is_valid_resident_code(former_resident_code))
+        and (not individual_number or is_valid_individual_number(individual_number))
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# The exact path: every rule on its own, in order.
+
+_TEXT_CHARS = "must not contain control characters, U+FFFD or surrogates"
+_TEXT_EDGES = "must not begin or end with white space"
+_TEXT_NFC = "must be in Unicode NFC"
+_GAIJI_COUNT = "must equal the number of gaiji (private-use characters) in item {}"
+_DATE = f"must be a real date YYYYMMDD from year {YEAR_FLOOR}"
+_BIRTH_DATE = _DATE + " (00 for an unknown day, 0000 for an unknown month)"
+_NOT_FUTURE = "must not be after today"
+_RESIDENT_CODE = "must be 11 ASCII digits with a valid check digit"
+_MUNICIPALITY_CODE = "must be 6 ASCII digits with a valid check digit"
+_ACCOUNT_ID = "must be at most 16 ASCII letters, digits, '-' or '_'"
+_FLAG = "must be '0' or '1'"
+
+
+def _refuse(field: str, rule: str) -> InvalidRecord:
+    return InvalidRecord(field, rule, ITEM_NUMBER[field])
+
+
+def _check_text(field: str, value: str) -> int:
+    """Checks the characters and length of one text item; returns its 外字 count."""
+    if has_forbidden_char(value):
+        raise _refuse(field, _TEXT_CHARS)
+    if value != value.strip():
+        raise _refuse(field, _TEXT_EDGES)
+    if not unicodedata.is_normalized("NFC", value):
+        raise _refuse(field, _TEXT_NFC)
+    size = _SIZE[field]
+    if len(value) not in size:
+        raise _refuse(field, f"must be {size.start} to {size.stop - 1} characters")
+    return count_gaiji(value)
+
+
+def _check_date(field: str, value: str, today: str, *, optional: bool = False) -> None:
+    if optional and not value:
+        return
+    if not is_date(value):
+        raise _refuse(field, ("must be empty or " if optional else "") + _DATE)
+    if value > today:
+        raise _refuse(field, _NOT_FUTURE)
+
+
+def _is_timestamp(value: str) -> bool:
+    """True when ``value`` is a real instant ``YYYYMMDDhhmmss`` (no leap second)."""
+    return (
+        len(value) == 14
+        and is_date(value[:8])
+        and value[8:10] in _HOURS
+        and value[10:12] in _MINUTES
+        and value[12:] in _MINUTES
+    )
+
+
+def _check_types(values: tuple) -> None:
+    for (field, item), expected, value in zip(ITEM_NUMBER.items(), _TYPES, values, strict=True):
+        if expected is str and not isinstance(value, str):
+            raise InvalidRecord(field, "must be a str", item)
+        if expected is int and type(value) is not int:
+            raise InvalidRecord(field, "must be an int (not a bool)", item)
+
+
+def _check(values: tuple, today: str) -> None:
+    """Raises InvalidRecord for the first broken rule, in the module docstring's order."""
+    _check_types(values)
+    (
+        resident_code, name_kanji, name_gaiji_count, name_kana, name_seion_kana,
+        birth_date, sex, municipality_code, oaza_code, postal_code,
+        address, address_gaiji_count, individual_number, became_resident_on, address_set_on,
+        notified_on, previous_municipality_code, previous_address, previous_address_gaiji_count,
+        relationship, change_reason, change_date, change_reason_detail, former_resident_code,
+        resident_code_used_from, request_control_number, operator_id, terminal_id,
+        update_sequence, error_update_sequence, update_prohibited, scheduled_flag, exclusive_flag,
+        gaiji_flag, record_status, timestamp, former_surname_kanji, former_surname_gaiji_count,
+        former_surname_kana, former_surname_gaiji_seq,
+    ) = values  # fmt: skip
+
+    # Items 1–5: code and name.
+    if not is_valid_resident_code(resident_code):
+        raise _refuse("resident_code", _RESIDENT_CODE)
+    gaiji = _check_text("name_kanji", name_kanji)
+    if ("（" in name_kanji or "）" in name_kanji) and split_tsusho(name_kanji) is None:
+        raise _refuse("name_kanji", "a 通称 must be written once, as 本名（通称）")
+    if name_gaiji_count != gaiji:
+        raise _refuse("name_gaiji_count", _GAIJI_COUNT.format(2))
+    _check_text("name_kana", name_kana)
+    if not is_kana_item(name_kana):
+        raise _refuse("name_kana", "must be full-width katakana words, single-spaced, with an optional （通称）")
+    if name_seion_kana != seion(name_kana):
+        raise _refuse("name_seion_kana", "must equal the seion form of item 4")
+
+    # Items 6–13: birth, sex, address.
+    if not is_date(birth_date, partial=True):
+        raise _refuse("birth_date", _BIRTH_DATE)
+    if birth_date > today:
+        raise _refuse("birth_date", _NOT_FUTURE)
+    if sex not in SEX_CODES:
+        raise _refuse("sex", "must be a known sex code")
+    if not _is_municipality_code(municipality_code):
+        raise _refuse("municipality_code", _MUNICIPALITY_CODE)
+    if oaza_code and not is_ascii_digits(oaza_code, 1, 12):
+        raise _refuse("oaza_code", "must be empty or 1 to 12 ASCII digits")
+    if not is_ascii_digits(postal_code, 7, 7):
+        raise _refuse("postal_code", "must be 7 ASCII digits")
+    gaiji = _check_text("address", address)
+    if address_gaiji_count != gaiji:
+        raise _refuse("address_gaiji_count", _GAIJI_COUNT.format(11))
+    if individual_number and not is_valid_individual_number(individual_number):
+        raise _refuse("individual_number", "must be empty or 12 ASCII digits with a valid check digit")
+
+    # Items 14–25: the change and where the resident came from.
+    _check_date("became_resident_on", became_resident_on, today, optional=True)
+    if became_resident_on and became_resident_on < birth_date:
+        raise _refuse("became_resident_on", "must not be before the birth date")
+    _check_date("address_set_on", address_set_on, today, optional=True)
+    _check_date("notified_on", notified_on, today)
+    if previous_municipality_code and not _is_municipality_code(previous_municipality_code):
+        raise _refuse("previous_municipality_code", "must be empty or " + _MUNICIPALITY_CODE)
+    gaiji = _check_text("previous_address", previous_address)
+    if previous_address_gaiji_count != gaiji:
+        raise _refuse("previous_address_gaiji_count", _GAIJI_COUNT.format(18))
+    _check_text("relationship", relationship)
+    if change_reason not in REASONS:
+        raise _refuse("change_reason", "must be a code of the change-reason table")
+    _check_date("change_date", change_date, today)
+    _check_text("change_reason_detail", change_reason_detail)
+    if former_resident_code and not is_valid_resident_code(former_resident_code):
+        raise _refuse("former_resident_code", "must be empty or " + _RESIDENT_CODE)
+    if former_resident_code == resident_code:
+        raise _refuse("former_resident_code", "must differ from item 1")
+    _check_date("resident_code_used_from", resident_code_used_from, today, optional=True)
+
+    # Items 26–36: processing control.
+    if not is_alnum_id(request_control_number, 20):
+        raise _refuse("request_control_number", "must be at most 20 ASCII letters or digits")
+    if not is_account_id(operator_id, 16):
+        raise _refuse("operator_id", _ACCOUNT_ID)
+    if not is_account_id(terminal_id, 16):
+        raise _refuse("terminal_id", _ACCOUNT_ID)
+    if not 0 <= update_sequence < INT_LIMITS["update_sequence"]:
+        raise _refuse("update_sequence", "must be from 0 to 2**63 - 1")
+    if not 0 <= error_update_sequence < INT_LIMITS["error_update_sequence"]:
+        raise _refuse("error_update_sequence", "must be from 0 to 2**63 - 1")
+    for field, flag in (
+        ("update_prohibited", update_prohibited),
+        ("scheduled_flag", scheduled_flag),
+        ("exclusive_flag", exclusive_flag),
+    ):
+        if flag not in _FLAGS:
+            raise _refuse(field, _FLAG)
+    counts = (name_gaiji_count, address_gaiji_count, previous_address_gaiji_count, former_surname_gaiji_count)
+    if gaiji_flag != (FLAG_ON if max(counts) > 0 else FLAG_OFF):
+        raise _refuse("gaiji_flag", "must be '1' exactly when item 3, 12, 19 or 38 is above 0")
+    if record_status not in _STATUSES:
+        raise _refuse("record_status", _FLAG)
+    if (record_status == STATUS_REMOVED) != (change_reason in _REMOVALS):
+        raise _refuse("record_status", "must be '1' exactly when the change reason is a removal")
+    if not _is_timestamp(timestamp):
+        raise _refuse("timestamp", "must be a real instant YYYYMMDDhhmmss")
+    if timestamp[:8] > today:
+        raise _refuse("timestamp", _NOT_FUTURE)
+
+    # Items 37–40: 旧氏.
+    gaiji = _check_text("former_surname_kanji", former_surname_kanji)
+    if bool(former_surname_kanji) != bool(former_surname_kana):
+        raise _refuse("former_surname_kanji", "must be set exactly when item 39 is set")
+    if former_surname_gaiji_count != gaiji:
+        raise _refuse("former_surname_gaiji_count", _GAIJI_COUNT.format(37))
+    _check_text("former_surname_kana", former_surname_kana)
+    if former_surname_kana and not is_kana_item(former_surname_kana):
+        raise _refuse("former_surname_kana", "must be empty or full-width katakana words, single-spaced")
+    if not 0 <= former_surname_gaiji_seq < INT_LIMITS["former_surname_gaiji_seq"]:
+        raise _refuse("former_surname_gaiji_seq", "must be from 0 to 2**31 - 1")
+
+
+@functools.lru_cache(maxsize=8)
+def _check_today(today: str) -> None:
+    # Cached: a bulk load passes the same date for every record.
+    if not is_date(today):
+        raise ValueError("today must be a real YYYYMMDD date")
+
+
+def validate_record(record: IdentityRecord, *, today: str) -> IdentityRecord:
+    """``record`` unchanged when it keeps every rule of docs/domain-rules.md; else InvalidRecord."""
+    if type(record) is not IdentityRecord:
+        raise TypeError("record must be an IdentityRecord")
+    if type(today) is not str:
+        raise TypeError("today must be a str")
+    _check_today(today)
+    values = msgspec.structs.astuple(record)
+    if not _is_plainly_valid(values, today):
+        _check(values, today)
+    return record

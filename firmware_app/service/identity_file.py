@@ -1,0 +1,336 @@
+"""The identity file (本人確認情報ファイル): current records, their history, and search — all encrypted.
+
+Joins the domain (validation, index terms), storage (LMDB layouts) and hsm (keys).  Every method
+blocks; the daemon calls them from its storage worker thread.  Nothing here logs personal data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import msgspec
+
+from firmware_app.clock import Clock, today_of
+from firmware_app.domain.errors import InvalidQuery, InvalidRecord
+from firmware_app.domain.record import STATUS_REMOVED, IdentityRecord, decode_record, encode_record
+from firmware_app.domain.terms import FourItemQuery, IndexTerms, index_terms
+from firmware_app.domain.validate import validate_record
+from firmware_app.service.keyring import Keyring
+from storage import envelope, layout
+from storage.errors import CorruptValue
+from storage.store import Reader, Store, Writer
+
+log = logging.getLogger(__name__)
+
+#: History versions are kept 150 years from the notice that superseded or removed them (施行令 第34条).
+HISTORY_RETENTION_YEARS = 150
+DEFAULT_BATCH_RECORDS = 25_000
+DEFAULT_MAX_CANDIDATES = 5_000
+
+# Each index MACs its values under its own one-byte domain, so equal values in two indexes
+# (a kana name that is also a kanji name) give unrelated keys.
+_DOMAIN = {layout.IX_NUMBER: b"N", layout.IX_KANA: b"K", layout.IX_KANJI: b"J", layout.IX_BIRTH: b"B", layout.IX_ADDR: b"A"}
+
+_HISTORY_ENCODER = msgspec.msgpack.Encoder()
+
+
+class _HistoryPayload(msgspec.Struct, array_like=True, frozen=True):
+    superseded_on: str
+    record: bytes
+
+
+_HISTORY_DECODER = msgspec.msgpack.Decoder(_HistoryPayload)
+
+
+class IdentityFileError(Exception):
+    """Base of the identity file's own refusals (domain and HSM errors pass through unchanged)."""
+
+
+class DuplicateResident(IdentityFileError):
+    """A bulk load met a resident code that is already in the file; the batch was not stored."""
+
+
+@dataclass(frozen=True)
+class Current:
+    """A resident's current record and its version number."""
+
+    version: int
+    record: IdentityRecord
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """One superseded (or removal) version, with the date of the notice that superseded it."""
+
+    version: int
+    superseded_on: str
+    record: IdentityRecord
+
+
+def retention_due(superseded_on: str, years: int = HISTORY_RETENTION_YEARS) -> str:
+    """The day a history version is deleted: the anniversary ``years`` on (29 Feb → 1 Mar)."""
+    y, m, d = int(superseded_on[:4]), int(superseded_on[4:6]), int(superseded_on[6:])
+    try:
+        due = dt.date(y + years, m, d)
+    except ValueError:
+        due = dt.date(y + years, 3, 1)
+    return due.strftime("%Y%m%d")
+
+
+class IdentityFile:
+    """Use cases on the identity file."""
+
+    def __init__(self, store: Store, keyring: Keyring, clock: Clock, *, max_candidates: int = DEFAULT_MAX_CANDIDATES) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._clock = clock
+        self._max_candidates = max_candidates
+
+    # -- sealing ------------------------------------------------------------------------------
+
+    def _macs(self, terms: IndexTerms) -> Iterator[tuple[str, bytes]]:
+        mac = self._keyring.index_mac().mac
+        if terms.number:
+            yield layout.IX_NUMBER, mac(b"N" + terms.number.encode())
+        for name in terms.kana_names:
+            yield layout.IX_KANA, mac(b"K" + name.encode())
+        for name in terms.kanji_names:
+            yield layout.IX_KANJI, mac(b"J" + name.encode())
+        yield layout.IX_BIRTH, mac(b"B" + terms.birth.encode())
+        yield layout.IX_ADDR, mac(b"A" + terms.address.encode())
+
+    def _query_mac(self, index: str, value: str) -> bytes:
+        return self._keyring.index_mac().mac(_DOMAIN[index] + value.encode())
+
+    def _seal_current(self, code5: bytes, version: int, record: IdentityRecord) -> bytes:
+        key = self._keyring.identity_key()
+        sealed = key.seal(encode_record(record), envelope.aad(layout.IDENTITY, code5, version, key.key_id))
+        return envelope.pack(key.key_id, version, sealed)
+
+    def _open(self, table: str, key: bytes, value: bytes) -> tuple[int, bytes]:
+        env = envelope.unpack(value)
+        sealing_key = self._keyring.sealing_key(env.key_id)
+        return env.version, sealing_key.open(env.sealed, envelope.aad(table, key, env.version, env.key_id))
+
+    def _open_current(self, code5: bytes, value: bytes) -> Current:
+        version, plaintext = self._open(layout.IDENTITY, code5, value)
+        try:
+            return Current(version, decode_record(plaintext))
+        except msgspec.DecodeError:
+            raise CorruptValue("identity value does not decode") from None
+
+    # -- bulk load --------------------------------------------------------------------------------
+
+    def load_blocking(self, records: Iterable[IdentityRecord], *, batch_records: int = DEFAULT_BATCH_RECORDS) -> int:
+        """Load new residents (a migration), one durable transaction per batch; returns how many.
+
+        Every record is validated first; a batch holding an invalid record or a resident already
+        in the file is refused whole (earlier batches stay).
+        """
+        self._keyring.ensure_live()
+        today = today_of(self._clock)
+        loaded = 0
+        batch: list[IdentityRecord] = []
+        for record in records:
+            batch.append(record)
+            if len(batch) >= batch_records:
+                loaded += self._load_batch(batch, today)
+                batch = []
+        if batch:
+            loaded += self._load_batch(batch, today)
+        return loaded
+
+    def _load_batch(self, batch: list[IdentityRecord], today: str) -> int:
+        self._keyring.ensure_live()
+        key = self._keyring.identity_key()
+        seal, key_id = key.seal, key.key_id
+        mac = self._keyring.index_mac().mac
+        pack_env, make_aad = envelope.pack, envelope.aad
+        identity: list[tuple[bytes, bytes]] = []
+        ix: dict[str, list[tuple[bytes, bytes]]] = {name: [] for name in layout.INDEXES}
+        ix_number, ix_kana, ix_kanji = ix[layout.IX_NUMBER], ix[layout.IX_KANA], ix[layout.IX_KANJI]
+        ix_birth, ix_addr = ix[layout.IX_BIRTH], ix[layout.IX_ADDR]
+        for record in batch:
+            validate_record(record, today=today)
+            if record.record_status == STATUS_REMOVED:
+                raise InvalidRecord("record_status", "a bulk load takes live records only", 35)
+            code5 = layout.pack_code(record.resident_code)
+            identity.append((code5, pack_env(key_id, 1, seal(encode_record(record), make_aad(layout.IDENTITY, code5, 1, key_id)))))
+            terms = index_terms(record)
+            if terms.number:
+                ix_number.append((mac(b"N" + terms.number.encode()), code5))
+            for name in terms.kana_names:
+                ix_kana.append((mac(b"K" + name.encode()), code5))
+            for name in terms.kanji_names:
+                ix_kanji.append((mac(b"J" + name.encode()), code5))
+            ix_birth.append((mac(b"B" + terms.birth.encode()), code5))
+            ix_addr.append((mac(b"A" + terms.address.encode()), code5))
+        identity.sort()
+        for items in ix.values():
+            items.sort()
+
+        def write(w: Writer) -> int:
+            if w.count(layout.HISTORY):
+                raise IdentityFileError("a bulk load needs a file without history; apply changes one by one")
+            if w.put_sorted(layout.IDENTITY, identity) != len(identity):
+                raise DuplicateResident("a resident code in the batch is already in the file or repeated")
+            for name, items in ix.items():
+                w.put_sorted(name, items)
+            return len(identity)
+
+        return self._store.write(write)
+
+    # -- changes ----------------------------------------------------------------------------------
+
+    def put_blocking(self, record: IdentityRecord) -> int:
+        """Apply one change (entry, modification or removal) in its own transaction; returns the new version."""
+        self.check_change(record)
+        self.ensure_history_key()
+        return self._store.write(lambda w: self.stage_change(w, record))
+
+    def check_change(self, record: IdentityRecord) -> None:
+        """Validate a change before any transaction starts (raises ``InvalidRecord``)."""
+        self._keyring.ensure_live()
+        validate_record(record, today=today_of(self._clock))
+
+    def ensure_history_key(self) -> None:
+        """Create, outside any write transaction, the epoch key today's superseded versions need."""
+        self._keyring.epoch_key("history", retention_due(today_of(self._clock))[:4])
+
+    def stage_change(self, w: Writer, record: IdentityRecord) -> int:
+        """Apply a validated change inside the caller's write transaction; returns the new version.
+
+        The superseded version moves to history under the epoch key of its deletion year, its index
+        entries go, and the new version and its index entries come in.  A removal (消除) version goes
+        straight to history and the resident leaves the current file.
+        """
+        today = today_of(self._clock)
+        code5 = layout.pack_code(record.resident_code)
+        old_value = w.get(layout.IDENTITY, code5)
+        if old_value is not None:
+            old = self._open_current(code5, old_value)
+            self._stage_history(w, code5, old.version, old.record, today)
+            for index, mac in self._macs(index_terms(old.record)):
+                w.delete(index, mac, code5)
+            version = old.version + 1
+        else:
+            version = self._last_history_version(w, code5) + 1
+        if record.record_status == STATUS_REMOVED:
+            self._stage_history(w, code5, version, record, today)
+            w.delete(layout.IDENTITY, code5)
+        else:
+            w.put(layout.IDENTITY, code5, self._seal_current(code5, version, record))
+            for index, mac in self._macs(index_terms(record)):
+                w.put(index, mac, code5)
+        return version
+
+    def _stage_history(self, w: Writer, code5: bytes, version: int, record: IdentityRecord, today: str) -> None:
+        key = self._keyring.epoch_key("history", retention_due(today)[:4], create=False)
+        hkey = layout.history_key(code5, version)
+        payload = _HISTORY_ENCODER.encode(_HistoryPayload(today, encode_record(record)))
+        sealed = key.seal(payload, envelope.aad(layout.HISTORY, hkey, version, key.key_id))
+        w.put(layout.HISTORY, hkey, envelope.pack(key.key_id, version, sealed))
+        w.put(layout.RETENTION, layout.retention_key(retention_due(today), code5, version), b"")
+
+    @staticmethod
+    def _last_history_version(r: Reader, code5: bytes) -> int:
+        last = 0
+        for key, _ in r.prefix(layout.HISTORY, code5):
+            last = layout.unpack_u32(key[layout.CODE_BYTES :])
+        return last
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def get_blocking(self, resident_code: str) -> Current | None:
+        """The current record of a resident, or None (unknown or removed)."""
+        self._keyring.ensure_live()
+        code5 = layout.pack_code(resident_code)
+        with self._store.read() as r:
+            value = r.get(layout.IDENTITY, code5)
+            return None if value is None else self._open_current(code5, value)
+
+    def history_blocking(self, resident_code: str) -> list[Superseded]:
+        """Every superseded or removal version of a resident, oldest first (erased epochs skipped)."""
+        self._keyring.ensure_live()
+        code5 = layout.pack_code(resident_code)
+        out = []
+        with self._store.read() as r:
+            for key, value in r.prefix(layout.HISTORY, code5):
+                if self._keyring.erased(envelope.unpack(value).key_id):
+                    continue
+                version, plaintext = self._open(layout.HISTORY, key, value)
+                try:
+                    payload = _HISTORY_DECODER.decode(plaintext)
+                    out.append(Superseded(version, payload.superseded_on, decode_record(payload.record)))
+                except msgspec.DecodeError:
+                    raise CorruptValue("history value does not decode") from None
+        return out
+
+    def find_by_number_blocking(self, individual_number: str) -> list[Current]:
+        """Residents whose current record carries this individual number (normally one)."""
+        self._keyring.ensure_live()
+        if len(individual_number) != 12 or not individual_number.isascii() or not individual_number.isdigit():
+            raise InvalidQuery("individual number must be 12 ASCII digits")
+        mac = self._query_mac(layout.IX_NUMBER, individual_number)
+        with self._store.read() as r:
+            found = [self._open_current(c, r.get(layout.IDENTITY, c)) for c in r.dup_values(layout.IX_NUMBER, mac)]
+        return [cur for cur in found if cur.record.individual_number == individual_number]
+
+    def search_blocking(self, query: FourItemQuery, *, limit: int = 100) -> list[Current]:
+        """Residents matching every item of a four-item query: candidates from the blind indexes,
+        confirmed on the decrypted records.  Refused as too broad when no index narrows it enough.
+        """
+        self._keyring.ensure_live()
+        criteria: list[tuple[str, bytes]] = []
+        kana, kanji = query.kana_key(), query.kanji_key()
+        if kana:
+            criteria.append((layout.IX_KANA, self._query_mac(layout.IX_KANA, kana)))
+        elif kanji:
+            criteria.append((layout.IX_KANJI, self._query_mac(layout.IX_KANJI, kanji)))
+        if query.birth():
+            criteria.append((layout.IX_BIRTH, self._query_mac(layout.IX_BIRTH, query.birth())))
+        if query.address_key():
+            criteria.append((layout.IX_ADDR, self._query_mac(layout.IX_ADDR, query.address_key())))
+        if not criteria:
+            raise InvalidQuery("a search needs a name, a birth date or an address")
+        results: list[Current] = []
+        with self._store.read() as r:
+            sized = sorted((r.dup_count(index, mac), index, mac) for index, mac in criteria)
+            smallest, index, mac = sized[0]
+            if smallest > self._max_candidates:
+                raise InvalidQuery("search matches too many residents; add more items")
+            codes = r.dup_values(index, mac)
+            for _, other_index, other_mac in sized[1:]:
+                codes = [c for c in codes if r.has_dup(other_index, other_mac, c)]
+            for code5 in codes:
+                value = r.get(layout.IDENTITY, code5)
+                if value is None:
+                    continue
+                current = self._open_current(code5, value)
+                if _matches(query, current.record, kana, kanji):
+                    results.append(current)
+                    if len(results) >= limit:
+                        break
+        return results
+
+    def count_blocking(self) -> int:
+        """How many residents the current file holds."""
+        with self._store.read() as r:
+            return r.count(layout.IDENTITY)
+
+
+def _matches(query: FourItemQuery, record: IdentityRecord, kana: str | None, kanji: str | None) -> bool:
+    """Confirm a candidate on its decrypted record (index keys can collide; every item must agree)."""
+    terms = index_terms(record)
+    if kana and kana not in terms.kana_names:
+        return False
+    if not kana and kanji and kanji not in terms.kanji_names:
+        return False
+    if query.birth() and query.birth() != terms.birth:
+        return False
+    if query.address_key() and query.address_key() != terms.address:
+        return False
+    return not (query.sex and query.sex != record.sex)

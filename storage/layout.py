@@ -1,0 +1,67 @@
+"""Named databases and key encodings of the LMDB environment."""
+
+from __future__ import annotations
+
+import struct
+
+from storage.errors import CorruptValue
+
+IDENTITY = "identity"  # code5 → envelope(current record)
+HISTORY = "history"  # code5 ‖ version4 → envelope(superseded record)
+IX_NUMBER = "ix_number"  # mac16 → code5 (dup)
+IX_KANA = "ix_kana"
+IX_KANJI = "ix_kanji"
+IX_BIRTH = "ix_birth"
+IX_ADDR = "ix_addr"
+RETENTION = "retention"  # due8 ‖ code5 ‖ version4 → b"" (history due for deletion, by date)
+KEYS = "keys"  # key_id4 → msgpack(WrappedKey)
+META = "meta"  # name → value
+
+INDEXES = (IX_NUMBER, IX_KANA, IX_KANJI, IX_BIRTH, IX_ADDR)
+PLAIN = (IDENTITY, HISTORY, RETENTION, KEYS, META)
+ALL = PLAIN + INDEXES
+
+SCHEMA_VERSION = b"1"
+
+CODE_BYTES = 5
+_U32 = struct.Struct(">I")
+_MAX_CODE = 10**11
+
+
+def pack_code(code: str) -> bytes:
+    """An 11-digit resident code as 5 big-endian bytes (order-preserving)."""
+    if len(code) != 11 or not code.isascii() or not code.isdigit():
+        raise ValueError("resident code must be 11 ASCII digits")
+    return int(code).to_bytes(CODE_BYTES, "big")
+
+
+def unpack_code(data: bytes) -> str:
+    """Inverse of :func:`pack_code`."""
+    if len(data) != CODE_BYTES:
+        raise CorruptValue("stored resident code has the wrong length")
+    value = int.from_bytes(data, "big")
+    if value >= _MAX_CODE:
+        raise CorruptValue("stored resident code is out of range")
+    return f"{value:011d}"
+
+
+def pack_u32(value: int) -> bytes:
+    """A 32-bit unsigned big-endian integer."""
+    return _U32.pack(value)
+
+
+def unpack_u32(data: bytes) -> int:
+    """Inverse of :func:`pack_u32`."""
+    if len(data) != 4:
+        raise CorruptValue("stored integer has the wrong length")
+    return _U32.unpack(data)[0]
+
+
+def history_key(code5: bytes, version: int) -> bytes:
+    """Key of one superseded version."""
+    return code5 + _U32.pack(version)
+
+
+def retention_key(due_yyyymmdd: str, code5: bytes, version: int) -> bytes:
+    """Key of one history version in the retention schedule, ordered by due date."""
+    return due_yyyymmdd.encode("ascii") + code5 + _U32.pack(version)

@@ -1,0 +1,234 @@
+"""The LMDB environment: named databases, read and write transactions, a map that grows by itself.
+
+Every state change is one write transaction (``Store.write``) that commits durably before it
+returns.  Readers never block the writer (LMDB MVCC); the only pause is a map resize, which
+LMDB allows only while no transaction is open in the process, so a guard lets it wait for
+readers to finish.  Writes are blocking: run them on one worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import lmdb
+
+from storage import layout
+from storage.errors import StorageError, StoreClosed
+
+T = TypeVar("T")
+
+DEFAULT_MAP_SIZE_BYTES = 256 * 1024**2
+MAX_MAP_SIZE_BYTES = 1024**4
+_MAX_GROWTHS_PER_WRITE = 16
+
+
+class _ResizeGuard:
+    """Shared access for transactions, exclusive access for a map resize."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._resizing = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                if self._active == 0:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._resizing = True
+            while self._active:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()
+
+
+class Reader:
+    """Read access inside one transaction (a consistent snapshot)."""
+
+    def __init__(self, txn: lmdb.Transaction, dbs: dict[str, lmdb._Database]) -> None:
+        self._txn = txn
+        self._dbs = dbs
+
+    def get(self, db: str, key: bytes) -> bytes | None:
+        """The value at ``key``, or None."""
+        return self._txn.get(key, db=self._dbs[db])
+
+    def count(self, db: str) -> int:
+        """Number of entries in ``db``."""
+        return self._txn.stat(self._dbs[db])["entries"]
+
+    def items(self, db: str, start: bytes = b"", stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Entries with ``start <= key < stop`` in key order (duplicates included)."""
+        cursor = self._txn.cursor(self._dbs[db])
+        if not cursor.set_range(start):
+            return
+        for key, value in cursor.iternext():
+            if stop is not None and key >= stop:
+                return
+            yield key, value
+
+    def prefix(self, db: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Entries whose key starts with ``prefix``."""
+        cursor = self._txn.cursor(self._dbs[db])
+        if not cursor.set_range(prefix):
+            return
+        for key, value in cursor.iternext():
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
+    def dup_count(self, db: str, key: bytes) -> int:
+        """How many values a duplicate-sorted index holds at ``key``."""
+        cursor = self._txn.cursor(self._dbs[db])
+        return cursor.count() if cursor.set_key(key) else 0
+
+    def dup_values(self, db: str, key: bytes) -> list[bytes]:
+        """All values a duplicate-sorted index holds at ``key``, in order."""
+        cursor = self._txn.cursor(self._dbs[db])
+        if not cursor.set_key(key):
+            return []
+        return list(cursor.iternext_dup(keys=False))
+
+    def has_dup(self, db: str, key: bytes, value: bytes) -> bool:
+        """True when a duplicate-sorted index holds exactly ``key`` → ``value``."""
+        return self._txn.cursor(self._dbs[db]).set_key_dup(key, value)
+
+
+class Writer(Reader):
+    """Write access inside the one write transaction."""
+
+    def put(self, db: str, key: bytes, value: bytes, *, overwrite: bool = True) -> bool:
+        """Store ``key`` → ``value``; False when ``overwrite`` is off and the key exists."""
+        return self._txn.put(key, value, db=self._dbs[db], overwrite=overwrite)
+
+    def delete(self, db: str, key: bytes, value: bytes = b"") -> bool:
+        """Delete ``key`` (or only ``key`` → ``value`` in a duplicate-sorted index)."""
+        return self._txn.delete(key, value, db=self._dbs[db])
+
+    def put_sorted(self, db: str, items: Iterable[tuple[bytes, bytes]]) -> int:
+        """Bulk insert of items already sorted by key (and value for indexes); returns how many were new."""
+        dup = db in layout.INDEXES
+        consumed, added = self._txn.cursor(self._dbs[db]).putmulti(items, dupdata=dup, overwrite=dup)
+        return added
+
+
+class Store:
+    """The identity file's LMDB environment."""
+
+    def __init__(self, path: Path, *, map_size_bytes: int = DEFAULT_MAP_SIZE_BYTES, sync: bool = True) -> None:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = path
+        old_umask = os.umask(0o077)
+        try:
+            self._env = lmdb.open(
+                str(path),
+                map_size=map_size_bytes,
+                max_dbs=len(layout.ALL) + 8,
+                subdir=True,
+                sync=sync,
+                metasync=sync,
+                # meminit stays on: LMDB must not copy uninitialised heap (possibly plaintext) into the file.
+                meminit=True,
+                readahead=False,
+                max_readers=256,
+                mode=0o600,
+            )
+        except lmdb.Error as exc:
+            raise StorageError(f"LMDB environment could not be opened ({type(exc).__name__})") from None
+        finally:
+            os.umask(old_umask)
+        self._dbs: dict[str, lmdb._Database] = {}
+        with self._env.begin(write=True) as txn:
+            for name in layout.PLAIN:
+                self._dbs[name] = self._env.open_db(name.encode(), txn=txn)
+            for name in layout.INDEXES:
+                self._dbs[name] = self._env.open_db(name.encode(), txn=txn, dupsort=True, dupfixed=True)
+            stored = txn.get(b"schema", db=self._dbs[layout.META])
+            if stored is None:
+                txn.put(b"schema", layout.SCHEMA_VERSION, db=self._dbs[layout.META])
+            elif stored != layout.SCHEMA_VERSION:
+                raise StorageError("LMDB schema version is not one this software reads")
+        self._guard = _ResizeGuard()
+        self._write_lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Store(path={str(self.path)!r})"
+
+    @property
+    def map_size_bytes(self) -> int:
+        """The current map size."""
+        return self._env.info()["map_size"]
+
+    @contextmanager
+    def read(self) -> Iterator[Reader]:
+        """A read-only snapshot; keep it short (a long reader delays map growth)."""
+        if self._closed:
+            raise StoreClosed("store is closed")
+        with self._guard.shared():
+            try:
+                with self._env.begin(buffers=False) as txn:
+                    yield Reader(txn, self._dbs)
+            except lmdb.Error as exc:
+                raise StorageError(f"LMDB read failed ({type(exc).__name__})") from None
+
+    def write(self, fn: Callable[[Writer], T]) -> T:
+        """Run ``fn`` in one write transaction and commit it durably.
+
+        If the map is full the transaction is aborted, the map doubled and ``fn`` run again, so
+        ``fn`` must have no effect outside the transaction.  An exception from ``fn`` aborts it.
+        """
+        if self._closed:
+            raise StoreClosed("store is closed")
+        with self._write_lock:
+            for _ in range(_MAX_GROWTHS_PER_WRITE):
+                try:
+                    with self._guard.shared():
+                        with self._env.begin(write=True) as txn:
+                            return fn(Writer(txn, self._dbs))
+                except lmdb.MapFullError:
+                    self._grow()
+                except lmdb.Error as exc:
+                    raise StorageError(f"LMDB write failed ({type(exc).__name__})") from None
+            raise StorageError("LMDB map could not grow enough for one transaction")
+
+    def _grow(self) -> None:
+        new_size = min(self.map_size_bytes * 2, MAX_MAP_SIZE_BYTES)
+        if new_size <= self.map_size_bytes:
+            raise StorageError("LMDB map is at its maximum size")
+        with self._guard.exclusive():
+            self._env.set_mapsize(new_size)
+
+    def file_bytes(self) -> int:
+        """Size of the data file on disk."""
+        return (self.path / "data.mdb").stat().st_size
+
+    def close(self) -> None:
+        """Close the environment; later calls raise ``StoreClosed``."""
+        if not self._closed:
+            self._closed = True
+            with self._write_lock, self._guard.exclusive():
+                self._env.close()
