@@ -22,6 +22,10 @@ class InvalidRecord(DomainError):
         where = f"item {item} ({field})" if item is not None else field
         super().__init__(f"{where}: {rule}")
 
+    def __reduce__(self) -> tuple[type[InvalidRecord], tuple[str, str, int | None]]:
+        # Refusals cross process boundaries (bulk-load workers) with their fields intact.
+        return (type(self), (self.field, self.rule, self.item))
+
 
 class InvalidQuery(DomainError):
     """A search query is malformed or too broad to answer."""

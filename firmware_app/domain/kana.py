@@ -63,6 +63,11 @@ def seion(text: str) -> str:
     return unicodedata.normalize("NFKC", folded).translate(_SEION)
 
 
+def seion_of_katakana(text: str) -> str:
+    """``seion(text)`` for text already made of full-width katakana, spaces and （ ）, without NFKC."""
+    return text.translate(_SEION)
+
+
 def to_fullwidth_katakana(text: str) -> str:
     """Register input as a stored kana item: half-width and hiragana become full-width katakana, spaces kept."""
     return unicodedata.normalize("NFC", text.translate(_FULLWIDTH))

@@ -45,11 +45,15 @@ _FIRST_DATE = f"{YEAR_FLOOR:04d}0000"
 GAIJI_FIRST = 0xE000
 GAIJI_LAST = 0xF8FF
 
-_GAIJI = re.compile(f"[{chr(GAIJI_FIRST)}-{chr(GAIJI_LAST)}]")
+#: Regex class body of the 外字.
+GAIJI_CHARS = f"{chr(GAIJI_FIRST)}-{chr(GAIJI_LAST)}"
 
-# C0 and C1 controls, the replacement character and surrogates (a Python str can only hold
-# a surrogate unpaired, since a pair would have been decoded to one astral code point).
-_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ufffd\ud800-\udfff]")
+#: Regex class body of what no text item may hold: C0 and C1 controls, U+FFFD and surrogates
+#: (a Python str can only hold a surrogate unpaired: a pair decodes to one astral code point).
+FORBIDDEN_CHARS = "\x00-\x1f\x7f-\x9f\ufffd\ud800-\udfff"
+
+_GAIJI = re.compile(f"[{GAIJI_CHARS}]")
+_FORBIDDEN = re.compile(f"[{FORBIDDEN_CHARS}]")
 
 #: Full-width katakana letters allowed in a kana item: ァ–ヺ, the long vowel ー and ヽ ヾ.
 KANA_LETTERS = "\u30a1-\u30fa\u30fc\u30fd\u30fe"
@@ -58,7 +62,11 @@ KANA_LETTERS = "\u30a1-\u30fa\u30fc\u30fd\u30fe"
 KANA_SPACES = " \u3000"
 
 _KANA_WORDS = f"[{KANA_LETTERS}]+(?:[{KANA_SPACES}][{KANA_LETTERS}]+)*"
-_KANA_ITEM = re.compile(f"{_KANA_WORDS}(?:（{_KANA_WORDS}）)?")
+
+#: Regex of a kana item: katakana words, single-spaced, and an optional （通称読み）.
+KANA_ITEM = f"{_KANA_WORDS}(?:（{_KANA_WORDS}）)?"
+
+_KANA_ITEM = re.compile(KANA_ITEM)
 _TSUSHO = re.compile("([^（）]+)（([^（）]+)）")
 _ALNUM = re.compile("[0-9A-Za-z]*")
 _ACCOUNT_ID = re.compile("[0-9A-Za-z_-]*")

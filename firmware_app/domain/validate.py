@@ -13,16 +13,19 @@ import functools
 import operator
 import re
 import unicodedata
+from collections.abc import Iterable
 
 import msgspec
 
+from firmware_app.domain import checkdigits
 from firmware_app.domain.checkdigits import (
+    individual_number_check_digit,
     is_valid_individual_number,
     is_valid_municipality_code,
     is_valid_resident_code,
 )
 from firmware_app.domain.errors import InvalidRecord
-from firmware_app.domain.kana import seion
+from firmware_app.domain.kana import seion, seion_of_katakana
 from firmware_app.domain.reasons import REASONS, ReasonClass
 from firmware_app.domain.record import (
     FLAG_OFF,
@@ -33,7 +36,10 @@ from firmware_app.domain.record import (
     IdentityRecord,
 )
 from firmware_app.domain.rules import (
+    FORBIDDEN_CHARS,
+    GAIJI_CHARS,
     INT_LIMITS,
+    KANA_ITEM,
     SEX_CODES,
     TEXT_LIMITS,
     YEAR_FLOOR,
@@ -53,6 +59,8 @@ _FLAGS = frozenset({FLAG_OFF, FLAG_ON})
 _STATUSES = frozenset({STATUS_LIVE, STATUS_REMOVED})
 _REMOVALS = frozenset(code for code, reason in REASONS.items() if reason.reason_class is ReasonClass.REMOVAL)
 _FIRST_DATE = f"{YEAR_FLOOR:04d}0000"
+_NAME_KANA_MAX = TEXT_LIMITS["name_kana"][1]
+_FORMER_SURNAME_KANA_MAX = TEXT_LIMITS["former_surname_kana"][1]
 _HOURS = frozenset(f"{h:02d}" for h in range(24))
 _MINUTES = frozenset(f"{m:02d}" for m in range(60))
 
@@ -61,113 +69,105 @@ _is_municipality_code = functools.lru_cache(maxsize=4096)(is_valid_municipality_
 
 
 # ---------------------------------------------------------------------------------------
-# The quick test.  Its patterns accept a subset of the valid values: what they leave out
-# (29 February, 外字, a 通称, odd white space) simply takes the exact path.
+# The quick test: one pattern over every str item, joined by "|" in layout order.  No pattern
+# admits "|" inside a value, so each value meets its own pattern; a value holding "|" fails,
+# and so does anything else the patterns leave out (29 February, 外字, a 通称, white space at
+# an edge): it simply takes the exact path.
 
 _MONTH_DAY = (
-    r"(?:(?:0[13578]|1[02])(?:0[1-9]|[12]\d|3[01])"
-    r"|(?:0[469]|11)(?:0[1-9]|[12]\d|30)"
-    r"|02(?:0[1-9]|1\d|2[0-8]))"
+    "(?:(?:0[13578]|1[02])(?:0[1-9]|[12][0-9]|3[01])"
+    "|(?:0[469]|11)(?:0[1-9]|[12][0-9]|30)"
+    "|02(?:0[1-9]|1[0-9]|2[0-8]))"
 )
-_DAY = rf"\d{{4}}{_MONTH_DAY}"
+_DAY = f"[0-9]{{4}}{_MONTH_DAY}"
+_NOT_PLAIN = f"|{FORBIDDEN_CHARS}{GAIJI_CHARS}"
 
 
-def _one_of(codes: object) -> str:
+def _one_of(codes: Iterable[str]) -> str:
     return "(?:" + "|".join(map(re.escape, sorted(codes))) + ")"
 
 
-# Plain values of the code items, in layout order; they are matched joined by "|", which no
-# pattern admits inside a value, so each value is matched by its own pattern.
-_PLAIN_CODES = {
-    "resident_code": r"\d{11}",
-    "birth_date": rf"\d{{4}}(?:{_MONTH_DAY}|(?:0[1-9]|1[0-2])00|0000)",
+def _plain_text(field: str, excluded: str = "") -> str:
+    """Pattern of a text item within its length limits, with no white space at either edge."""
+    low, high = TEXT_LIMITS[field]
+    inner, edge = f"[^{_NOT_PLAIN}{excluded}]", f"[^\\s{_NOT_PLAIN}{excluded}]"
+    text = f"{edge}(?:{inner}{{0,{high - 2}}}{edge})?"
+    return text if low else f"(?:{text})?"
+
+
+_PLAIN = {
+    "resident_code": "[0-9]{11}",
+    "name_kanji": _plain_text("name_kanji", excluded="（）"),
+    "name_kana": KANA_ITEM,
+    "birth_date": f"[0-9]{{4}}(?:{_MONTH_DAY}|(?:0[1-9]|1[0-2])00|0000)",
     "sex": _one_of(SEX_CODES),
-    "municipality_code": r"\d{6}",
-    "oaza_code": r"\d{0,12}",
-    "postal_code": r"\d{7}",
-    "individual_number": r"(?:\d{12})?",
-    "became_resident_on": rf"(?:{_DAY})?",
-    "address_set_on": rf"(?:{_DAY})?",
+    "municipality_code": "[0-9]{6}",
+    "oaza_code": "[0-9]{0,12}",
+    "postal_code": "[0-9]{7}",
+    "address": _plain_text("address"),
+    "individual_number": "(?:[0-9]{12})?",
+    "became_resident_on": f"(?:{_DAY})?",
+    "address_set_on": f"(?:{_DAY})?",
     "notified_on": _DAY,
-    "previous_municipality_code": r"(?:\d{6})?",
+    "previous_municipality_code": "(?:[0-9]{6})?",
+    "previous_address": _plain_text("previous_address"),
+    "relationship": _plain_text("relationship"),
     "change_reason": _one_of(REASONS),
     "change_date": _DAY,
-    "former_resident_code": r"(?:\d{11})?",
-    "resident_code_used_from": rf"(?:{_DAY})?",
-    "request_control_number": r"[0-9A-Za-z]{0,20}",
-    "operator_id": r"[0-9A-Za-z_-]{0,16}",
-    "terminal_id": r"[0-9A-Za-z_-]{0,16}",
+    "change_reason_detail": _plain_text("change_reason_detail"),
+    "former_resident_code": "(?:[0-9]{11})?",
+    "resident_code_used_from": f"(?:{_DAY})?",
+    "request_control_number": "[0-9A-Za-z]{0,20}",
+    "operator_id": "[0-9A-Za-z_-]{0,16}",
+    "terminal_id": "[0-9A-Za-z_-]{0,16}",
     "update_prohibited": "[01]",
     "scheduled_flag": "[01]",
     "exclusive_flag": "[01]",
     "gaiji_flag": FLAG_OFF,
     "record_status": "[01]",
-    "timestamp": rf"{_DAY}(?:[01]\d|2[0-3])[0-5]\d[0-5]\d",
+    "timestamp": f"{_DAY}(?:[01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]",
+    "former_surname_kanji": _plain_text("former_surname_kanji"),
+    "former_surname_kana": f"(?:{KANA_ITEM})?",
 }
-_PLAIN_CODES_RE = re.compile(r"\|".join(_PLAIN_CODES.values()), re.ASCII)
-_codes = operator.itemgetter(*(ITEM_NUMBER[field] - 1 for field in _PLAIN_CODES))
-_TEXTS = (*TEXT_LIMITS, "name_seion_kana")
-_texts = operator.itemgetter(*(ITEM_NUMBER[field] - 1 for field in _TEXTS))
-
-
-def _is_plain_text(framed: str) -> bool:
-    """True when the ``|``-framed text items hold no 外字 and surely keep every character rule.
-
-    ``isprintable`` is False for controls, surrogates, private use and every space but
-    U+0020, so once U+3000 is folded only U+0020 can sit at an item's edge, next to a ``|``.
-    """
-    folded = framed.replace("\u3000", " ")
-    return (
-        folded.isprintable()
-        and "\ufffd" not in folded
-        and "| " not in folded
-        and " |" not in folded
-        and unicodedata.is_normalized("NFC", framed)
-    )
+# Every str item is covered, item 5 by its comparison with the seion of item 4.
+assert {*_PLAIN, "name_seion_kana"} == {field for field, kind in zip(ITEM_NUMBER, _TYPES, strict=True) if kind is str}
+_PLAIN_RE = re.compile(r"\|".join(_PLAIN.values()))
+_strs = operator.itemgetter(*(ITEM_NUMBER[field] - 1 for field in _PLAIN))
+# CPython keeps one int 0, so identity with it tests type and value at once; should an equal
+# int ever be another object, the record merely takes the exact path.
+_ZERO = 0
 
 
 def _is_plainly_valid(values: tuple, today: str) -> bool:
     """True only when the record keeps every rule (False says nothing)."""
     (
-        resident_code, name_kanji, name_gaiji_count, name_kana, name_seion_kana,
+        resident_code, _name_kanji, name_gaiji_count, name_kana, name_seion_kana,
         birth_date, _sex, municipality_code, _oaza_code, _postal_code,
-        address, address_gaiji_count, individual_number, became_resident_on, address_set_on,
-        notified_on, previous_municipality_code, previous_address, previous_address_gaiji_count,
-        relationship, change_reason, change_date, change_reason_detail, former_resident_code,
+        _address, address_gaiji_count, individual_number, became_resident_on, address_set_on,
+        notified_on, previous_municipality_code, _previous_address, previous_address_gaiji_count,
+        _relationship, change_reason, change_date, _change_reason_detail, former_resident_code,
         resident_code_used_from, _request_control_number, _operator_id, _terminal_id,
         update_sequence, error_update_sequence, _update_prohibited, _scheduled_flag, _exclusive_flag,
         _gaiji_flag, record_status, timestamp, former_surname_kanji, former_surname_gaiji_count,
         former_surname_kana, former_surname_gaiji_seq,
     ) = values  # fmt: skip
-    try:  # str.join refuses a value that is not a str.
-        codes = "|".join(_codes(values))
-        texts = f"|{'|'.join(_texts(values))}|"
+    try:
+        joined = "|".join(_strs(values))  # str.join refuses a value that is not a str.
     except TypeError:
         return False
     return (
-        type(name_gaiji_count) is int
-        and type(address_gaiji_count) is int
-        and type(previous_address_gaiji_count) is int
+        name_gaiji_count is _ZERO
+        and address_gaiji_count is _ZERO
+        and previous_address_gaiji_count is _ZERO
+        and former_surname_gaiji_count is _ZERO
         and type(update_sequence) is int
         and type(error_update_sequence) is int
-        and type(former_surname_gaiji_count) is int
         and type(former_surname_gaiji_seq) is int
-        and _PLAIN_CODES_RE.fullmatch(codes) is not None
-        and _is_plain_text(texts)
-        and name_gaiji_count == address_gaiji_count == previous_address_gaiji_count == former_surname_gaiji_count == 0
-        and len(name_kanji) in _SIZE["name_kanji"]
-        and "（" not in name_kanji
-        and "）" not in name_kanji
-        and len(name_kana) in _SIZE["name_kana"]
-        and len(address) in _SIZE["address"]
-        and len(previous_address) in _SIZE["previous_address"]
-        and len(relationship) in _SIZE["relationship"]
-        and len(change_reason_detail) in _SIZE["change_reason_detail"]
-        and len(former_surname_kanji) in _SIZE["former_surname_kanji"]
-        and len(former_surname_kana) in _SIZE["former_surname_kana"]
-        and is_kana_item(name_kana)
-        and name_seion_kana == seion(name_kana)
-        and (not former_surname_kana or is_kana_item(former_surname_kana))
+        and _PLAIN_RE.fullmatch(joined) is not None
+        and unicodedata.is_normalized("NFC", joined)
+        and len(name_kana) <= _NAME_KANA_MAX
+        and len(former_surname_kana) <= _FORMER_SURNAME_KANA_MAX
+        and name_seion_kana == seion_of_katakana(name_kana)
         and bool(former_surname_kanji) == bool(former_surname_kana)
         and _FIRST_DATE <= birth_date <= today
         and (not became_resident_on or birth_date <= became_resident_on <= today)
@@ -183,9 +183,11 @@ def _is_plainly_valid(values: tuple, today: str) -> bool:
         and former_resident_code != resident_code
         and _is_municipality_code(municipality_code)
         and (not previous_municipality_code or _is_municipality_code(previous_municipality_code))
-        and is_valid_resident_code(resident_code)
+        # The pattern has made these codes ASCII digits of the right length, so only their
+        # check digits remain; the rule is read at each call so that it can be replaced.
+        and checkdigits.RESIDENT_CODE_RULE(resident_code[:10]) == resident_code[10]
+        and (not individual_number or individual_number_check_digit(individual_number[:11]) == individual_number[11])
         and (not former_resident_code or is_valid_resident_code(former_resident_code))
-        and (not individual_number or is_valid_individual_number(individual_number))
     )
 
 

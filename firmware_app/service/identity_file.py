@@ -45,6 +45,27 @@ class _HistoryPayload(msgspec.Struct, array_like=True, frozen=True):
 _HISTORY_DECODER = msgspec.msgpack.Decoder(_HistoryPayload)
 
 
+class PreparedBatch(msgspec.Struct, array_like=True):
+    """A batch of new residents sealed and indexed, each list sorted: what a load commits."""
+
+    identity: list[tuple[bytes, bytes]]
+    ix_number: list[tuple[bytes, bytes]]
+    ix_kana: list[tuple[bytes, bytes]]
+    ix_kanji: list[tuple[bytes, bytes]]
+    ix_birth: list[tuple[bytes, bytes]]
+    ix_addr: list[tuple[bytes, bytes]]
+
+    def indexes(self) -> list[tuple[str, list[tuple[bytes, bytes]]]]:
+        """The index lists with their database names."""
+        return [
+            (layout.IX_NUMBER, self.ix_number),
+            (layout.IX_KANA, self.ix_kana),
+            (layout.IX_KANJI, self.ix_kanji),
+            (layout.IX_BIRTH, self.ix_birth),
+            (layout.IX_ADDR, self.ix_addr),
+        ]
+
+
 class IdentityFileError(Exception):
     """Base of the identity file's own refusals (domain and HSM errors pass through unchanged)."""
 
@@ -144,15 +165,24 @@ class IdentityFile:
         return loaded
 
     def _load_batch(self, batch: list[IdentityRecord], today: str) -> int:
+        return self.commit_batch(self.prepare_batch(batch, today))
+
+    def prepare_batch(self, batch: list[IdentityRecord], today: str) -> PreparedBatch:
+        """Validate, seal and index a batch of new residents, sorted for LMDB (CPU only, no I/O).
+
+        Raises ``InvalidRecord`` for the first invalid record; nothing is written.
+        """
         self._keyring.ensure_live()
         key = self._keyring.identity_key()
         seal, key_id = key.seal, key.key_id
         mac = self._keyring.index_mac().mac
         pack_env, make_aad = envelope.pack, envelope.aad
         identity: list[tuple[bytes, bytes]] = []
-        ix: dict[str, list[tuple[bytes, bytes]]] = {name: [] for name in layout.INDEXES}
-        ix_number, ix_kana, ix_kanji = ix[layout.IX_NUMBER], ix[layout.IX_KANA], ix[layout.IX_KANJI]
-        ix_birth, ix_addr = ix[layout.IX_BIRTH], ix[layout.IX_ADDR]
+        ix_number: list[tuple[bytes, bytes]] = []
+        ix_kana: list[tuple[bytes, bytes]] = []
+        ix_kanji: list[tuple[bytes, bytes]] = []
+        ix_birth: list[tuple[bytes, bytes]] = []
+        ix_addr: list[tuple[bytes, bytes]] = []
         for record in batch:
             validate_record(record, today=today)
             if record.record_status == STATUS_REMOVED:
@@ -168,18 +198,21 @@ class IdentityFile:
                 ix_kanji.append((mac(b"J" + name.encode()), code5))
             ix_birth.append((mac(b"B" + terms.birth.encode()), code5))
             ix_addr.append((mac(b"A" + terms.address.encode()), code5))
-        identity.sort()
-        for items in ix.values():
+        for items in (identity, ix_number, ix_kana, ix_kanji, ix_birth, ix_addr):
             items.sort()
+        return PreparedBatch(identity, ix_number, ix_kana, ix_kanji, ix_birth, ix_addr)
+
+    def commit_batch(self, prepared: PreparedBatch) -> int:
+        """Write a prepared batch in one durable transaction; refused whole if a resident exists."""
 
         def write(w: Writer) -> int:
             if w.count(layout.HISTORY):
                 raise IdentityFileError("a bulk load needs a file without history; apply changes one by one")
-            if w.put_sorted(layout.IDENTITY, identity) != len(identity):
+            if w.put_sorted(layout.IDENTITY, prepared.identity) != len(prepared.identity):
                 raise DuplicateResident("a resident code in the batch is already in the file or repeated")
-            for name, items in ix.items():
+            for name, items in prepared.indexes():
                 w.put_sorted(name, items)
-            return len(identity)
+            return len(prepared.identity)
 
         return self._store.write(write)
 

@@ -1,0 +1,251 @@
+"""Benchmark of the identity file at Meguro-to-city scale, against a plain LMDB baseline in the same run.
+
+Prints figures and ratios; it is not a test and asserts nothing.  Generation of the synthetic
+records is excluded from every timed span (records are made a batch at a time, outside the clock).
+
+    .venv/bin/python bench/bench_identity.py --records 1000000
+
+Phases, each on fresh LMDB files in --dir:
+  plain       the same records, same serialisation, same sorted batches, one LMDB table, no
+              encryption, no indexes, no validation (the floor)
+  plain+val   as plain, with the domain validation every product write does
+  product     the identity file: validation, AES-256-GCM (keys in process memory, wrapped in the
+              SoftHSM2 token), five blind indexes (HMAC-SHA256)
+  lookups     decrypted record by resident code, random residents, one read transaction each
+  searches    name kana + birth date; kanji name + address (index candidates, decrypted, confirmed)
+  strict      the product load with every encryption and MAC inside the HSM (--strict-records)
+Peak anonymous memory (RssAnon: RSS less file-backed pages such as the LMDB map) is sampled
+every 20 ms through the whole run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from collections.abc import Iterator
+
+import lmdb
+import msgspec
+
+from firmware_app.clock import SystemClock, today_of
+from firmware_app.domain.record import IdentityRecord, encode_record
+from firmware_app.domain.terms import FourItemQuery
+from firmware_app.domain.validate import validate_record
+from firmware_app.service.bulk_load import load_parallel_blocking
+from firmware_app.service.identity_file import IdentityFile
+from firmware_app.service.keyring import Keyring
+from hsm.config import HsmConfig, open_token
+from hsm.provision import provision_keys
+from hsm.softhsm import ensure_softhsm_token
+from peers.population import generate, resident_code_of
+from storage import layout
+from storage.store import Store
+
+SEED = 1
+
+
+class AnonPeak:
+    """Samples RssAnon from /proc/self/status on a background thread; keeps the maximum."""
+
+    def __init__(self, interval_s: float = 0.02) -> None:
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._interval_s = interval_s
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def now_kb() -> int:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_kb = max(self.peak_kb, self.now_kb())
+            self._stop.wait(self._interval_s)
+
+    def __enter__(self) -> AnonPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+_BATCH_OUT = msgspec.msgpack.Encoder()
+_BATCH_IN = msgspec.msgpack.Decoder(list[IdentityRecord])
+
+
+def export_population(path: Path, total: int, batch: int, today: str) -> None:
+    """Write the population as the register's migration file would come: length-prefixed msgpack batches."""
+    with open(path, "wb") as f:
+        for start in range(0, total, batch):
+            blob = _BATCH_OUT.encode(list(generate(min(batch, total - start), seed=SEED, start=start, today=today)))
+            f.write(len(blob).to_bytes(4, "big") + blob)
+
+
+def read_batches(path: Path) -> Iterator[list[IdentityRecord]]:
+    """Batches of records from the migration file (reading and decoding are part of every timed load)."""
+    with open(path, "rb") as f:
+        while header := f.read(4):
+            yield _BATCH_IN.decode(f.read(int.from_bytes(header, "big")))
+
+
+def load_plain(path: Path, export: Path, total: int, today: str, *, validate: bool) -> float:
+    """Records/s into one plain LMDB table: same input, serialisation and batching, nothing else."""
+    env = lmdb.open(str(path), map_size=8 * 1024**3, max_dbs=4, sync=True, metasync=True, readahead=False)
+    db = env.open_db(layout.IDENTITY.encode())
+    t0 = time.perf_counter()
+    for records in read_batches(export):
+        items = []
+        for record in records:
+            if validate:
+                validate_record(record, today=today)
+            items.append((layout.pack_code(record.resident_code), encode_record(record)))
+        items.sort()
+        with env.begin(write=True) as txn:
+            txn.cursor(db).putmulti(items, overwrite=False)
+    elapsed_s = time.perf_counter() - t0
+    env.close()
+    return total / elapsed_s
+
+
+def load_product(identity: IdentityFile, export: Path, total: int, batch: int, *, workers: int,
+                 hsm_config: HsmConfig, store_path: Path, strict: bool) -> float:
+    """Records/s into the identity file, in-process (workers=0) or with worker processes."""
+    records = (record for records in read_batches(export) for record in records)
+    t0 = time.perf_counter()
+    loaded = load_parallel_blocking(identity, records, hsm_config=hsm_config, store_path=store_path,
+                                    clock=SystemClock(), workers=workers, strict=strict, batch_records=batch)
+    elapsed_s = time.perf_counter() - t0
+    assert loaded == total
+    return total / elapsed_s
+
+
+def percentiles_us(samples_s: list[float]) -> tuple[float, float, float]:
+    """p50, p99 and max in microseconds."""
+    ordered = sorted(samples_s)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e6  # noqa: E731
+    return pick(0.50), pick(0.99), ordered[-1] * 1e6
+
+
+def time_lookups(identity: IdentityFile, total: int, n: int, rng: random.Random) -> tuple[float, float, float]:
+    codes = [resident_code_of(rng.randrange(total), SEED) for _ in range(n)]
+    samples = []
+    for code in codes:
+        t0 = time.perf_counter()
+        current = identity.get_blocking(code)
+        samples.append(time.perf_counter() - t0)
+        assert current is not None
+    return percentiles_us(samples)
+
+
+def time_searches(identity: IdentityFile, total: int, n: int, rng: random.Random, today: str):
+    people = [next(generate(1, seed=SEED, start=rng.randrange(total), today=today)) for _ in range(n)]
+    results = {}
+    for label, make in (
+        ("kana+birth", lambda r: FourItemQuery(name=r.name_kana, birth_date=r.birth_date)),
+        ("name+address", lambda r: FourItemQuery(name=r.name_kanji, address=r.address)),
+    ):
+        samples, found = [], 0
+        for record in people:
+            query = make(record)
+            t0 = time.perf_counter()
+            hits = identity.search_blocking(query)
+            samples.append(time.perf_counter() - t0)
+            found += any(h.record.resident_code == record.resident_code for h in hits)
+        results[label] = (*percentiles_us(samples), found / n)
+    return results
+
+
+def open_identity(state: Path, name: str, token, *, strict: bool) -> tuple[Store, IdentityFile]:
+    store = Store(state / name, map_size_bytes=1024**3)
+    keyring = Keyring(token, store, SystemClock(), strict=strict)
+    keyring.open_blocking()
+    return store, IdentityFile(store, keyring, SystemClock())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--strict-records", type=int, default=None, help="default: same as --records")
+    parser.add_argument("--batch", type=int, default=25_000)
+    parser.add_argument("--lookups", type=int, default=20_000)
+    parser.add_argument("--searches", type=int, default=2_000)
+    parser.add_argument("--workers", type=int, default=2, help="load worker processes (0: load in this process)")
+    parser.add_argument("--single-records", type=int, default=0, help="also time an in-process load of this many")
+    parser.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one)")
+    args = parser.parse_args()
+    strict_records = args.records if args.strict_records is None else args.strict_records
+    work = args.dir or Path(tempfile.mkdtemp(prefix="cs-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("plain", "plain-val", "single", "product", "strict"):
+        shutil.rmtree(work / name, ignore_errors=True)
+    today = today_of(SystemClock())
+    rng = random.Random(42)
+    hsm_config = ensure_softhsm_token(work / "hsm")
+    token = open_token(hsm_config)
+    provision_keys(token, dt.date.today())
+    export = work / "population.bin"
+    export_population(export, args.records, args.batch, today)
+    if args.strict_records and args.strict_records != args.records:
+        export_population(work / "population-strict.bin", strict_records, args.batch, today)
+    strict_export = export if strict_records == args.records else work / "population-strict.bin"
+    print(f"# identity file benchmark: {args.records:,} records, batch {args.batch:,}, {os.cpu_count()} CPUs, "
+          f"{args.workers} load workers, python {sys.version.split()[0]}, lmdb {lmdb.version()}")
+    print("# every load reads and decodes the same msgpack migration file inside its timer; every commit is durable")
+    with AnonPeak() as peak:
+        base_kb = AnonPeak.now_kb()
+        plain_rps = load_plain(work / "plain", export, args.records, today, validate=False)
+        print(f"plain load                {plain_rps:>12,.0f} rec/s")
+        plain_val_rps = load_plain(work / "plain-val", export, args.records, today, validate=True)
+        print(f"plain+validation load     {plain_val_rps:>12,.0f} rec/s")
+        if args.single_records:
+            single_store, single = open_identity(work, "single", token, strict=False)
+            single_export = work / "population-single.bin"
+            export_population(single_export, args.single_records, args.batch, today)
+            single_rps = load_product(single, single_export, args.single_records, args.batch, workers=0,
+                                      hsm_config=hsm_config, store_path=single_store.path, strict=False)
+            print(f"product load, 1 process   {single_rps:>12,.0f} rec/s   (n={args.single_records:,})")
+            single_store.close()
+        store, identity = open_identity(work, "product", token, strict=False)
+        product_rps = load_product(identity, export, args.records, args.batch, workers=args.workers,
+                                   hsm_config=hsm_config, store_path=store.path, strict=False)
+        print(f"product load              {product_rps:>12,.0f} rec/s   "
+              f"{product_rps / plain_rps:.1%} of plain, {product_rps / plain_val_rps:.1%} of plain+validation")
+        file_mb = store.file_bytes() / 1e6
+        plain_mb = (work / "plain" / "data.mdb").stat().st_size / 1e6
+        print(f"file size                 {file_mb:>12,.0f} MB        plain {plain_mb:,.0f} MB ({file_mb / plain_mb:.2f}x)")
+        p50, p99, worst = time_lookups(identity, args.records, args.lookups, rng)
+        print(f"lookup by resident code   p50 {p50:7.1f} µs  p99 {p99:7.1f} µs  max {worst:9.1f} µs  (n={args.lookups:,})")
+        for label, (p50, p99, worst, recall) in time_searches(identity, args.records, args.searches, rng, today).items():
+            print(f"search {label:<18} p50 {p50:7.1f} µs  p99 {p99:7.1f} µs  max {worst:9.1f} µs  found {recall:.1%}")
+        store.close()
+        if strict_records:
+            strict_store, strict_identity = open_identity(work, "strict", token, strict=True)
+            strict_rps = load_product(strict_identity, strict_export, strict_records, args.batch, workers=args.workers,
+                                      hsm_config=hsm_config, store_path=strict_store.path, strict=True)
+            print(f"strict (in-HSM) load      {strict_rps:>12,.0f} rec/s   "
+                  f"{strict_rps / product_rps:.1%} of product, {strict_rps / plain_rps:.1%} of plain  (n={strict_records:,})")
+            strict_store.close()
+    print(f"peak anonymous memory     {peak.peak_kb / 1024:>12,.0f} MB        (this process; at start {base_kb / 1024:,.0f} MB)")
+    token.close_blocking()
+    if args.dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""Bulk load across processes: workers validate, seal and index batches; this process writes them.
+
+Each worker logs in to the token itself and unwraps its own copies of the data keys (python-pkcs11
+and SoftHSM scale by processes, not threads; keys never cross a process boundary).  Batches travel
+as msgpack; at most ``workers + 1`` are in flight, so memory stays bounded.  LMDB is written only
+here, one durable transaction per batch, in input order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from itertools import islice
+from pathlib import Path
+
+import msgspec
+
+from firmware_app.clock import Clock, SystemClock, today_of
+from firmware_app.domain.record import IdentityRecord
+from firmware_app.service.identity_file import IdentityFile, PreparedBatch
+from firmware_app.service.keyring import Keyring
+from hsm.config import HsmConfig, open_token
+from storage.store import Store
+
+_RECORDS = msgspec.msgpack.Encoder()
+_RECORDS_IN = msgspec.msgpack.Decoder(list[IdentityRecord])
+_PREPARED_IN = msgspec.msgpack.Decoder(PreparedBatch)
+
+_worker: IdentityFile | None = None
+
+
+def _init_worker(hsm_config: HsmConfig, store_path: str, strict: bool) -> None:
+    global _worker
+    clock = SystemClock()
+    store = Store(Path(store_path))
+    keyring = Keyring(open_token(hsm_config), store, clock, strict=strict)
+    keyring.open_blocking()
+    _worker = IdentityFile(store, keyring, clock)
+
+
+def _prepare(records_blob: bytes, today: str) -> bytes:
+    assert _worker is not None, "worker not initialised"
+    return _RECORDS.encode(_worker.prepare_batch(_RECORDS_IN.decode(records_blob), today))
+
+
+def _chunks(records: Iterable[IdentityRecord], size: int) -> Iterator[list[IdentityRecord]]:
+    it = iter(records)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def load_parallel_blocking(
+    identity: IdentityFile,
+    records: Iterable[IdentityRecord],
+    *,
+    hsm_config: HsmConfig,
+    store_path: Path,
+    clock: Clock,
+    workers: int = 2,
+    strict: bool = False,
+    batch_records: int = 25_000,
+) -> int:
+    """Load new residents with ``workers`` preparing processes; returns how many were loaded.
+
+    Same guarantees as ``IdentityFile.load_blocking``: a batch with an invalid or known resident is
+    refused whole (the error is raised here), earlier batches stay committed.
+    """
+    if workers < 1:
+        return identity.load_blocking(records, batch_records=batch_records)
+    today = today_of(clock)
+    loaded = 0
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(hsm_config, str(store_path), strict)) as pool:
+        in_flight: deque[Future[bytes]] = deque()
+        try:
+            for batch in _chunks(records, batch_records):
+                in_flight.append(pool.submit(_prepare, _RECORDS.encode(batch), today))
+                if len(in_flight) > workers:
+                    loaded += identity.commit_batch(_PREPARED_IN.decode(in_flight.popleft().result()))
+            while in_flight:
+                loaded += identity.commit_batch(_PREPARED_IN.decode(in_flight.popleft().result()))
+        finally:
+            for future in in_flight:
+                future.cancel()
+    return loaded
