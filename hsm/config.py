@@ -36,7 +36,12 @@ def read_pin_file(path: Path) -> str:
     data = path.read_bytes()
     if len(data) > MAX_PIN_BYTES:
         raise HsmLoginFailed("HSM PIN file is too large")
-    pin = data.decode("utf-8", errors="strict").strip()
+    try:
+        pin = data.decode("utf-8", errors="strict").strip()
+    except UnicodeDecodeError:
+        pin = None  # Raised below, outside this block, so no exception context carries the bytes.
+    if pin is None:
+        raise HsmLoginFailed("HSM PIN file is not UTF-8 text")
     if not pin:
         raise HsmLoginFailed("HSM PIN file is empty")
     return pin

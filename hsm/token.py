@@ -78,8 +78,9 @@ class SessionKey:
 class Token:
     """One logged-in PKCS#11 token; the process's only login session."""
 
-    def __init__(self, session: Any, token_label: str) -> None:
+    def __init__(self, session: Any, token_label: str, slot: Any = None) -> None:
         self._session = session
+        self._slot = slot
         self.token_label = token_label
         self._lost = False
         self._keys: dict[str, Any] = {}
@@ -119,7 +120,7 @@ class Token:
                 raise HsmUnavailable("HSM token is already logged in by this process") from None
             except px.PKCS11Error as exc:
                 raise HsmUnavailable(f"HSM login failed ({type(exc).__name__})") from None
-        return cls(session, token_label)
+        return cls(session, token_label, token.slot)
 
     def close_blocking(self) -> None:
         """Log out and close the session; harmless when already lost or closed."""
@@ -160,11 +161,25 @@ class Token:
             try:
                 key = self._session.get_key(object_class=object_class, label=label)
             except px.NoSuchKey:
+                # A vanished token answers look-ups with nothing, like a missing key: tell them apart.
+                if not self._token_present():
+                    self._lost = True
+                    raise HsmUnavailable("HSM token lost during key look-up") from None
                 raise HsmKeyMissing(f"HSM key {label!r} is not in the token") from None
             except px.MultipleObjectsReturned:
                 raise HsmKeyMissing(f"HSM key {label!r} is ambiguous") from None
             self._keys[cache_label] = key
         return key
+
+    def _token_present(self) -> bool:
+        """Ask the slot for its token's info afresh (a removed token answers with an error)."""
+        if self._slot is None:
+            return True
+        try:
+            self._slot.get_token()
+        except px.PKCS11Error:
+            return False
+        return True
 
     def has_key_blocking(self, label: str, object_class: ObjectClass = ObjectClass.SECRET_KEY) -> bool:
         """True when the token holds a key with this label."""
@@ -305,6 +320,12 @@ class Token:
             return wrapping.unwrap_key(ObjectClass.SECRET_KEY, key_type, blob, mechanism=mech, store=False, template=template)
         except (px.WrappedKeyInvalid, px.WrappedKeyLenRange, px.EncryptedDataInvalid):
             raise HsmError("wrapped key did not unwrap") from None
+        except px.GeneralError:
+            pass
+        # SoftHSM reports a failed RFC 3394 integrity check as CKR_GENERAL_ERROR, like a device
+        # fault: a probe of the same wrapping key tells a damaged blob from a lost token.
+        self.check_value_blocking(wrapping_label)
+        raise HsmError("wrapped key did not unwrap")
 
     def check_value_blocking(self, wrapping_label: str) -> bytes:
         """A fingerprint of a wrapping key: the deterministic RFC 3394 wrap of a fixed all-zero secret."""

@@ -130,8 +130,9 @@ class Writer(Reader):
 
     def put_sorted(self, db: str, items: Iterable[tuple[bytes, bytes]]) -> int:
         """Bulk insert of items already sorted by key (and value for indexes); returns how many were new."""
+        # An index keeps many codes per key; a pair already present is not new (dupdata off).
         dup = db in layout.INDEXES
-        consumed, added = self._txn.cursor(self._dbs[db]).putmulti(items, dupdata=dup, overwrite=dup)
+        consumed, added = self._txn.cursor(self._dbs[db]).putmulti(items, dupdata=False, overwrite=dup)
         return added
 
 
@@ -140,6 +141,7 @@ class Store:
 
     def __init__(self, path: Path, *, map_size_bytes: int = DEFAULT_MAP_SIZE_BYTES, sync: bool = True) -> None:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.chmod(0o700)
         self.path = path
         old_umask = os.umask(0o077)
         try:
@@ -161,6 +163,16 @@ class Store:
         finally:
             os.umask(old_umask)
         self._dbs: dict[str, lmdb._Database] = {}
+        try:
+            self._open_dbs()
+        except BaseException:
+            self._env.close()
+            raise
+        self._guard = _ResizeGuard()
+        self._write_lock = threading.Lock()
+        self._closed = False
+
+    def _open_dbs(self) -> None:
         with self._env.begin(write=True) as txn:
             for name in layout.PLAIN:
                 self._dbs[name] = self._env.open_db(name.encode(), txn=txn)
@@ -171,9 +183,6 @@ class Store:
                 txn.put(b"schema", layout.SCHEMA_VERSION, db=self._dbs[layout.META])
             elif stored != layout.SCHEMA_VERSION:
                 raise StorageError("LMDB schema version is not one this software reads")
-        self._guard = _ResizeGuard()
-        self._write_lock = threading.Lock()
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"Store(path={str(self.path)!r})"

@@ -1,8 +1,8 @@
 """Kana and search-key normalisation (清音化, register-input folding, name and address keys).
 
-Every function is a Unicode normalisation plus one ``str.translate`` over a table built once at
-import, so the per-character work runs in C.  The 清音化 rules are a convention
-(domain-facts §3, docs/domain-rules.md).
+Each function is a Unicode normalisation and a ``str.translate`` over a table built once at
+import (plus one regex for addresses), so the per-character work runs in C.  The 清音化 rules
+are a convention (domain-facts §3, docs/domain-rules.md).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _seion_table() -> dict[int, str | None]:
 
 def _fullwidth_table() -> dict[int, str]:
     table = {code: chr(code + _HIRAGANA_OFFSET) for code in _HIRAGANA}
-    # Half-width katakana (U+FF61–U+FF9F); ﾞ ﾟ become combining marks, composed by NFC below.
+    # Half-width katakana (U+FF61–U+FF9F); ﾞ ﾟ become combining marks, which NFC then composes.
     table.update({code: unicodedata.normalize("NFKC", chr(code)) for code in range(0xFF61, 0xFFA0)})
     table.update({ord("("): "（", ord(")"): "）"})
     return table
@@ -50,7 +50,7 @@ def _fullwidth_table() -> dict[int, str]:
 _SEION = _seion_table()
 _FULLWIDTH = _fullwidth_table()
 _NO_SPACE = dict.fromkeys(map(ord, _WHITE_SPACE))
-# Dash-like characters as they stand after NFKC (which already folds －, ﹣ and ‑).
+# Dash-like characters as they stand after NFKC (which has made － and ﹣ into '-' and ‑ into ‐).
 _DASHES = str.maketrans(dict.fromkeys("‐‒–—―⁃−", "-") | dict.fromkeys(map(ord, _WHITE_SPACE)))
 _CHOON_AFTER_DIGIT = re.compile("(?<=[0-9])ー")
 _KANA_ONLY = re.compile(f"[{KANA_SPACES}（）]*[{KANA_LETTERS}][{KANA_LETTERS}{KANA_SPACES}（）]*")
@@ -64,12 +64,12 @@ def seion(text: str) -> str:
 
 
 def seion_of_katakana(text: str) -> str:
-    """``seion(text)`` for text already made of full-width katakana, spaces and （ ）, without NFKC."""
+    """``seion(text)`` for a text known to be full-width katakana, spaces and （ ） (a kana item): no NFKC."""
     return text.translate(_SEION)
 
 
 def to_fullwidth_katakana(text: str) -> str:
-    """Register input as a stored kana item: half-width and hiragana become full-width katakana, spaces kept."""
+    """Register input as a kana item: half-width kana and hiragana become full-width katakana; spaces stay."""
     return unicodedata.normalize("NFC", text.translate(_FULLWIDTH))
 
 

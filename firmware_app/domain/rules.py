@@ -1,16 +1,18 @@
 """Record conventions in one place (limits, codes, character classes), so policy changes touch no caller.
 
-Everything here is data or a one-line predicate over data; ``validate.py`` applies it.
+Everything here is data or a small predicate over data; ``validate.py`` applies it.
 Values marked (convention) are not confirmed by a public primary text (domain-facts §6).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 
 #: Length limits in characters, as (minimum, maximum), of the free-text items.  A minimum
 #: of 0 means the item may be empty; an optional item that is set must have ≥ 1 character.
-TEXT_LIMITS: dict[str, tuple[int, int]] = {
+TEXT_LIMITS: Mapping[str, tuple[int, int]] = MappingProxyType({
     "name_kanji": (1, 100),
     "name_kana": (1, 100),
     "address": (1, 200),
@@ -19,14 +21,14 @@ TEXT_LIMITS: dict[str, tuple[int, int]] = {
     "change_reason_detail": (0, 100),
     "former_surname_kanji": (0, 40),
     "former_surname_kana": (0, 60),
-}
+})
 
 #: Exclusive upper bounds of the integer items that are not 外字 counts.
-INT_LIMITS: dict[str, int] = {
+INT_LIMITS: Mapping[str, int] = MappingProxyType({
     "update_sequence": 2**63,
     "error_update_sequence": 2**63,
     "former_surname_gaiji_seq": 2**31,
-}
+})
 
 #: Sex codes (convention): "1" male, "2" female, as in the withdrawn JIS X 0303.
 SEX_CODES = frozenset({"1", "2"})

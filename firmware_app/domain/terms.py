@@ -7,6 +7,7 @@ them only in protected (keyed or encrypted) form.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,7 +55,11 @@ def index_terms(record: IdentityRecord) -> IndexTerms:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FourItemQuery:
-    """A 4情報 search (name, sex, birth date, address); a sex alone is refused as too broad."""
+    """A 4情報 search (name in kanji or kana, sex, birth date, address); a sex alone is too broad.
+
+    Every field is optional, at most MAX_QUERY_CHARS long, and normalised only by the key methods,
+    so the query is compared with index terms built by the same functions.
+    """
 
     name: str | None = None
     sex: str | None = None
@@ -64,25 +69,23 @@ class FourItemQuery:
     def __post_init__(self) -> None:
         for field in ("name", "sex", "birth_date", "address"):
             value = getattr(self, field)
-            if value is None:
-                continue
-            if type(value) is not str:
+            if value is not None and type(value) is not str:
                 raise TypeError(f"query {field} must be a str or None")
-            if len(value) > MAX_QUERY_CHARS:
+            if value is not None and len(value) > MAX_QUERY_CHARS:
                 raise InvalidQuery(f"query {field} is longer than {MAX_QUERY_CHARS} characters")
         if self.name is None and self.birth_date is None and self.address is None:
             raise InvalidQuery("a query needs a name, a birth date or an address")
-        if self.name is not None and not kana.name_key(self.name):
+        if self.name is not None and not self.kanji_key():
             raise InvalidQuery("query name is empty")
-        if self.address is not None and not kana.address_key(self.address):
+        if self.address is not None and not self.address_key():
             raise InvalidQuery("query address is empty")
         if self.sex is not None and self.sex not in SEX_CODES:
             raise InvalidQuery("query sex is not a known sex code")
-        if self.birth_date is not None and not is_date(self.birth_date, partial=True):
-            raise InvalidQuery("query birth date must be YYYYMMDD (00 for an unknown part)")
+        if self.birth_date is not None and not is_date(self.birth(), partial=True):
+            raise InvalidQuery("query birth date must be a real YYYYMMDD date (00 for an unknown part)")
 
     def kana_key(self) -> str | None:
-        """The 清音化 key of the name when it is written in kana only, else None."""
+        """The seion key of the name when it is written in kana only (any width or script), else None."""
         if self.name is None or not is_kana(self.name):
             return None
         return kana.seion(self.name)
@@ -96,5 +99,5 @@ class FourItemQuery:
         return None if self.address is None else kana.address_key(self.address)
 
     def birth(self) -> str | None:
-        """The birth date as given, or None."""
-        return self.birth_date
+        """The birth date with full-width digits folded (NFKC), or None."""
+        return None if self.birth_date is None else unicodedata.normalize("NFKC", self.birth_date)

@@ -130,7 +130,7 @@ _PLAIN = {
     "former_surname_kana": f"(?:{KANA_ITEM})?",
 }
 # Every str item is covered, item 5 by its comparison with the seion of item 4.
-assert {*_PLAIN, "name_seion_kana"} == {field for field, kind in zip(ITEM_NUMBER, _TYPES, strict=True) if kind is str}
+assert {*_PLAIN, "name_seion_kana"} == {field for field, kind in zip(ITEM_NUMBER, _TYPES) if kind is str}
 _PLAIN_RE = re.compile(r"\|".join(_PLAIN.values()))
 _strs = operator.itemgetter(*(ITEM_NUMBER[field] - 1 for field in _PLAIN))
 # CPython keeps one int 0, so identity with it tests type and value at once; should an equal
@@ -186,7 +186,7 @@ def _is_plainly_valid(values: tuple, today: str) -> bool:
         # The pattern has made these codes ASCII digits of the right length, so only their
         # check digits remain; the rule is read at each call so that it can be replaced.
         and checkdigits.RESIDENT_CODE_RULE(resident_code[:10]) == resident_code[10]
-        and (not individual_number or individual_number_check_digit(individual_number[:11]) == individual_number[11])
+        and (not individual_number or individual_number[11] == individual_number_check_digit(individual_number[:11]))
         and (not former_resident_code or is_valid_resident_code(former_resident_code))
     )
 
@@ -201,8 +201,8 @@ _GAIJI_COUNT = "must equal the number of gaiji (private-use characters) in item 
 _DATE = f"must be a real date YYYYMMDD from year {YEAR_FLOOR}"
 _BIRTH_DATE = _DATE + " (00 for an unknown day, 0000 for an unknown month)"
 _NOT_FUTURE = "must not be after today"
-_RESIDENT_CODE = "must be 11 ASCII digits with a valid check digit"
-_MUNICIPALITY_CODE = "must be 6 ASCII digits with a valid check digit"
+_RESIDENT_CODE = "11 ASCII digits with a valid check digit"
+_MUNICIPALITY_CODE = "6 ASCII digits with a valid check digit"
 _ACCOUNT_ID = "must be at most 16 ASCII letters, digits, '-' or '_'"
 _FLAG = "must be '0' or '1'"
 
@@ -270,7 +270,7 @@ def _check(values: tuple, today: str) -> None:
 
     # Items 1–5: code and name.
     if not is_valid_resident_code(resident_code):
-        raise _refuse("resident_code", _RESIDENT_CODE)
+        raise _refuse("resident_code", "must be " + _RESIDENT_CODE)
     gaiji = _check_text("name_kanji", name_kanji)
     if ("（" in name_kanji or "）" in name_kanji) and split_tsusho(name_kanji) is None:
         raise _refuse("name_kanji", "a 通称 must be written once, as 本名（通称）")
@@ -290,7 +290,7 @@ def _check(values: tuple, today: str) -> None:
     if sex not in SEX_CODES:
         raise _refuse("sex", "must be a known sex code")
     if not _is_municipality_code(municipality_code):
-        raise _refuse("municipality_code", _MUNICIPALITY_CODE)
+        raise _refuse("municipality_code", "must be " + _MUNICIPALITY_CODE)
     if oaza_code and not is_ascii_digits(oaza_code, 1, 12):
         raise _refuse("oaza_code", "must be empty or 1 to 12 ASCII digits")
     if not is_ascii_digits(postal_code, 7, 7):

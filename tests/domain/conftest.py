@@ -60,13 +60,13 @@ def make_valid_record(**overrides: object) -> IdentityRecord:
     return IdentityRecord(**(_VALID | overrides))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def valid_record() -> Callable[..., IdentityRecord]:
     """The :func:`make_valid_record` factory."""
     return make_valid_record
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def today() -> str:
     """The date the tests pass as ``today``."""
     return TODAY

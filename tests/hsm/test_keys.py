@@ -141,7 +141,7 @@ def test_index_mac_rfc4231(key: bytes, data: bytes, expected: str) -> None:
     assert mac.mac(data) == hmac.new(key, data, hashlib.sha256).digest()[:16]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(key=st.binary(min_size=0, max_size=64), data=st.lists(st.binary(max_size=300), min_size=1, max_size=4))
 def test_index_mac_equals_hmac(key: bytes, data: list[bytes]) -> None:
     mac = ProcessIndexMac(1, key)
