@@ -40,7 +40,7 @@ from firmware_app.clock import SystemClock, today_of
 from firmware_app.domain.record import IdentityRecord, encode_record
 from firmware_app.domain.terms import FourItemQuery
 from firmware_app.domain.validate import validate_record
-from firmware_app.service.bulk_load import load_parallel_blocking
+from firmware_app.service.bulk_load import load_encoded_parallel_blocking
 from firmware_app.service.identity_file import IdentityFile
 from firmware_app.service.keyring import Keyring
 from hsm.config import HsmConfig, open_token
@@ -96,11 +96,17 @@ def export_population(path: Path, total: int, batch: int, today: str) -> None:
             f.write(len(blob).to_bytes(4, "big") + blob)
 
 
-def read_batches(path: Path) -> Iterator[list[IdentityRecord]]:
-    """Batches of records from the migration file (reading and decoding are part of every timed load)."""
+def read_blobs(path: Path) -> Iterator[bytes]:
+    """The migration file's encoded batches."""
     with open(path, "rb") as f:
         while header := f.read(4):
-            yield _BATCH_IN.decode(f.read(int.from_bytes(header, "big")))
+            yield f.read(int.from_bytes(header, "big"))
+
+
+def read_batches(path: Path) -> Iterator[list[IdentityRecord]]:
+    """Batches of records from the migration file (reading and decoding are part of every timed load)."""
+    for blob in read_blobs(path):
+        yield _BATCH_IN.decode(blob)
 
 
 def load_plain(path: Path, export: Path, total: int, today: str, *, validate: bool) -> float:
@@ -125,10 +131,12 @@ def load_plain(path: Path, export: Path, total: int, today: str, *, validate: bo
 def load_product(identity: IdentityFile, export: Path, total: int, batch: int, *, workers: int,
                  hsm_config: HsmConfig, store_path: Path, strict: bool) -> float:
     """Records/s into the identity file, in-process (workers=0) or with worker processes."""
-    records = (record for records in read_batches(export) for record in records)
     t0 = time.perf_counter()
-    loaded = load_parallel_blocking(identity, records, hsm_config=hsm_config, store_path=store_path,
-                                    clock=SystemClock(), workers=workers, strict=strict, batch_records=batch)
+    if workers:
+        loaded = load_encoded_parallel_blocking(identity, read_blobs(export), hsm_config=hsm_config,
+                                                store_path=store_path, clock=SystemClock(), workers=workers, strict=strict)
+    else:
+        loaded = identity.load_blocking((r for records in read_batches(export) for r in records), batch_records=batch)
     elapsed_s = time.perf_counter() - t0
     assert loaded == total
     return total / elapsed_s

@@ -36,8 +36,6 @@ from firmware_app.domain.record import (
     IdentityRecord,
 )
 from firmware_app.domain.rules import (
-    FORBIDDEN_CHARS,
-    GAIJI_CHARS,
     INT_LIMITS,
     KANA_ITEM,
     SEX_CODES,
@@ -72,7 +70,7 @@ _is_municipality_code = functools.lru_cache(maxsize=4096)(is_valid_municipality_
 # The quick test: one pattern over every str item, joined by "|" in layout order.  No pattern
 # admits "|" inside a value, so each value meets its own pattern; a value holding "|" fails,
 # and so does anything else the patterns leave out (29 February, 外字, a 通称, white space at
-# an edge): it simply takes the exact path.
+# an edge, a character outside _PLAIN_CHARS): it simply takes the exact path.
 
 _MONTH_DAY = (
     "(?:(?:0[13578]|1[02])(?:0[1-9]|[12][0-9]|3[01])"
@@ -80,24 +78,34 @@ _MONTH_DAY = (
     "|02(?:0[1-9]|1[0-9]|2[0-8]))"
 )
 _DAY = f"[0-9]{{4}}{_MONTH_DAY}"
-_NOT_PLAIN = f"|{FORBIDDEN_CHARS}{GAIJI_CHARS}"
+# The characters of plain text besides the spaces.  None of them is a control or a 外字, is
+# changed by NFC or combines with a neighbour under NFC, so a text of them is NFC.
+_PLAIN_CHARS = (
+    r"\x21-\x7b\x7d\x7e"  # printable ASCII but "|"
+    r"\u3001-\u3003\u3005-\u3007"  # 、。〃 々〆〇
+    r"\u3041-\u3096\u309d\u309e\u30a1-\u30fe"  # kana, ・, ー and the iteration marks
+    r"\u4e00-\u9fff"  # CJK unified ideographs
+    r"\uff01-\uff5e"  # full-width forms
+)
+# A kanji name without （ ） (U+FF08, U+FF09): a 通称 takes the exact path.
+_PLAIN_NAME_CHARS = _PLAIN_CHARS.replace(r"\uff01-\uff5e", r"\uff01-\uff07\uff0a-\uff5e")
+_PLAIN_SPACES = r" \u3000"
 
 
 def _one_of(codes: Iterable[str]) -> str:
     return "(?:" + "|".join(map(re.escape, sorted(codes))) + ")"
 
 
-def _plain_text(field: str, excluded: str = "") -> str:
-    """Pattern of a text item within its length limits, with no white space at either edge."""
+def _plain_text(field: str, chars: str = _PLAIN_CHARS) -> str:
+    """Pattern of a text item of ``chars`` and spaces within its length limits, with no space at an edge."""
     low, high = TEXT_LIMITS[field]
-    inner, edge = f"[^{_NOT_PLAIN}{excluded}]", f"[^\\s{_NOT_PLAIN}{excluded}]"
-    text = f"{edge}(?:{inner}{{0,{high - 2}}}{edge})?"
+    text = f"[{chars}](?:[{chars}{_PLAIN_SPACES}]{{0,{high - 2}}}[{chars}])?"
     return text if low else f"(?:{text})?"
 
 
 _PLAIN = {
     "resident_code": "[0-9]{11}",
-    "name_kanji": _plain_text("name_kanji", excluded="（）"),
+    "name_kanji": _plain_text("name_kanji", _PLAIN_NAME_CHARS),
     "name_kana": KANA_ITEM,
     "birth_date": f"[0-9]{{4}}(?:{_MONTH_DAY}|(?:0[1-9]|1[0-2])00|0000)",
     "sex": _one_of(SEX_CODES),
@@ -164,7 +172,6 @@ def _is_plainly_valid(values: tuple, today: str) -> bool:
         and type(error_update_sequence) is int
         and type(former_surname_gaiji_seq) is int
         and _PLAIN_RE.fullmatch(joined) is not None
-        and unicodedata.is_normalized("NFC", joined)
         and len(name_kana) <= _NAME_KANA_MAX
         and len(former_surname_kana) <= _FORMER_SURNAME_KANA_MAX
         and name_seion_kana == seion_of_katakana(name_kana)

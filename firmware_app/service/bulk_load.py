@@ -69,14 +69,34 @@ def load_parallel_blocking(
     """
     if workers < 1:
         return identity.load_blocking(records, batch_records=batch_records)
+    batches = (_RECORDS.encode(batch) for batch in _chunks(records, batch_records))
+    return load_encoded_parallel_blocking(
+        identity, batches, hsm_config=hsm_config, store_path=store_path, clock=clock, workers=workers, strict=strict
+    )
+
+
+def load_encoded_parallel_blocking(
+    identity: IdentityFile,
+    batches: Iterable[bytes],
+    *,
+    hsm_config: HsmConfig,
+    store_path: Path,
+    clock: Clock,
+    workers: int = 2,
+    strict: bool = False,
+) -> int:
+    """As :func:`load_parallel_blocking`, for batches already encoded as msgpack arrays of records
+    (the migration file's form): only the workers decode them.  Malformed bytes are refused by the
+    worker's decoder (``msgspec.DecodeError``/``ValidationError``) and nothing of that batch is written.
+    """
     today = today_of(clock)
     loaded = 0
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(hsm_config, str(store_path), strict)) as pool:
         in_flight: deque[Future[bytes]] = deque()
         try:
-            for batch in _chunks(records, batch_records):
-                in_flight.append(pool.submit(_prepare, _RECORDS.encode(batch), today))
+            for blob in batches:
+                in_flight.append(pool.submit(_prepare, blob, today))
                 if len(in_flight) > workers:
                     loaded += identity.commit_batch(_PREPARED_IN.decode(in_flight.popleft().result()))
             while in_flight:

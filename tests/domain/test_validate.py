@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -247,3 +250,17 @@ def test_quick_path_never_accepts_what_the_exact_path_refuses(valid_record, toda
     values = msgspec.structs.astuple(valid_record(**overrides))
     if validate._is_plainly_valid(values, today):
         validate._check(values, today)  # must not raise
+
+
+def test_plain_characters_are_inert_under_nfc() -> None:
+    plain = re.compile(f"[{validate._PLAIN_CHARS}{validate._PLAIN_SPACES}]")
+    chars = [chr(c) for c in range(0x10000) if plain.fullmatch(chr(c))]
+    assert "|" not in chars and "\ue000" not in chars and "\x85" not in chars
+    # Second halves of canonical pairs combine with what precedes them (Hangul jamo algorithmically).
+    seconds = {chr(0x1161 + i) for i in range(21)} | {chr(0x11A8 + i) for i in range(27)}
+    for code in range(0x110000):
+        parts = unicodedata.decomposition(chr(code)).split()
+        if len(parts) == 2 and not parts[0].startswith("<"):
+            seconds.add(chr(int(parts[1], 16)))
+    for ch in chars:
+        assert unicodedata.combining(ch) == 0 and unicodedata.normalize("NFC", ch) == ch and ch not in seconds
