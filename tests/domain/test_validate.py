@@ -73,6 +73,22 @@ def test_valid_variants_pass(valid_record, today, overrides) -> None:
     assert validate_record(record, today=today) is record
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"name_kanji": "目黒 太郎", "name_kana": "メグロ タロウ"},
+        {"address": "東京都目黒区上目黒２－１９－１５　メゾン・ド・コーポ１０１"},
+        {"address": "東京都目黒区上目黒2-19-15 ﾊｲﾂ A棟"},
+        {"relationship": "", "previous_address": "", "previous_municipality_code": ""},
+        {"former_surname_kanji": "髙橋", "former_surname_kana": "タカハシ"},
+        {"change_reason": "SHOKKEN_SHOJO", "record_status": "1"},
+    ],
+)
+def test_common_records_take_the_quick_path(valid_record, today, overrides) -> None:
+    record = valid_record(**overrides)
+    assert validate._is_plainly_valid(msgspec.structs.astuple(record), today)
+
+
 # (overrides, field, item); each breaks exactly one rule of the valid record.
 REFUSALS = [
     ({"resident_code": "12345678904"}, "resident_code", 1),
