@@ -56,6 +56,10 @@ SEED = 1
 class AnonPeak:
     """Samples RssAnon from /proc/self/status on a background thread; keeps the maximum."""
 
+    def phase(self, label: str) -> None:
+        """Print the anonymous memory now and the peak so far, to find which phase holds it."""
+        print(f"    memory after {label}: {self.now_kb() / 1024:,.0f} MB now, {self.peak_kb / 1024:,.0f} MB peak so far")
+
     def __init__(self, interval_s: float = 0.02) -> None:
         self.peak_kb = 0
         self._stop = threading.Event()
@@ -218,8 +222,10 @@ def main() -> int:
         base_kb = AnonPeak.now_kb()
         plain_rps = load_plain(work / "plain", export, args.records, today, validate=False)
         print(f"plain load                {plain_rps:>12,.0f} rec/s")
+        peak.phase("plain")
         plain_val_rps = load_plain(work / "plain-val", export, args.records, today, validate=True)
         print(f"plain+validation load     {plain_val_rps:>12,.0f} rec/s")
+        peak.phase("plain+validation")
         if args.single_records:
             single_store, single = open_identity(work, "single", token, strict=False)
             single_export = work / "population-single.bin"
@@ -233,6 +239,7 @@ def main() -> int:
                                    hsm_config=hsm_config, store_path=store.path, strict=False)
         print(f"product load              {product_rps:>12,.0f} rec/s   "
               f"{product_rps / plain_rps:.1%} of plain, {product_rps / plain_val_rps:.1%} of plain+validation")
+        peak.phase("product load")
         file_mb = store.file_bytes() / 1e6
         plain_mb = (work / "plain" / "data.mdb").stat().st_size / 1e6
         print(f"file size                 {file_mb:>12,.0f} MB        plain {plain_mb:,.0f} MB ({file_mb / plain_mb:.2f}x)")
@@ -240,6 +247,7 @@ def main() -> int:
         print(f"lookup by resident code   p50 {p50:7.1f} µs  p99 {p99:7.1f} µs  max {worst:9.1f} µs  (n={args.lookups:,})")
         for label, (p50, p99, worst, recall) in time_searches(identity, args.records, args.searches, rng, today).items():
             print(f"search {label:<18} p50 {p50:7.1f} µs  p99 {p99:7.1f} µs  max {worst:9.1f} µs  found {recall:.1%}")
+        peak.phase("lookups and searches")
         store.close()
         if strict_records:
             strict_store, strict_identity = open_identity(work, "strict", token, strict=True)
