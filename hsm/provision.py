@@ -7,14 +7,13 @@ import datetime as dt
 import sys
 from pathlib import Path
 
+from firmware_app.domain.retention import HISTORY_RETENTION_YEARS
 from hsm.config import HsmConfig, open_token
 from hsm.errors import HsmError
 from hsm.labels import KEK_LABEL, SIGNING_LABEL, epoch_label
 from hsm.softhsm import ensure_softhsm_token
 from hsm.token import Token
 
-#: History versions are kept 150 years (住基法施行令 第34条) from the notice that superseded them.
-HISTORY_RETENTION_YEARS = 150
 
 
 def initial_epochs(today: dt.date) -> list[str]:

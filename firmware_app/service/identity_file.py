@@ -6,15 +6,15 @@ blocks; the daemon calls them from its storage worker thread.  Nothing here logs
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import msgspec
 
 from firmware_app.clock import Clock, today_of
 from firmware_app.domain.errors import InvalidQuery, InvalidRecord
+from firmware_app.domain.retention import retention_due
 from firmware_app.domain.record import STATUS_REMOVED, IdentityRecord, decode_record, encode_record
 from firmware_app.domain.terms import FourItemQuery, IndexTerms, index_terms
 from firmware_app.domain.validate import validate_record
@@ -25,14 +25,25 @@ from storage.store import Reader, Store, Writer
 
 log = logging.getLogger(__name__)
 
-#: History versions are kept 150 years from the notice that superseded or removed them (施行令 第34条).
-HISTORY_RETENTION_YEARS = 150
 DEFAULT_BATCH_RECORDS = 25_000
 DEFAULT_MAX_CANDIDATES = 5_000
 
 # Each index MACs its values under its own one-byte domain, so equal values in two indexes
 # (a kana name that is also a kanji name) give unrelated keys.
 _DOMAIN = {layout.IX_NUMBER: b"N", layout.IX_KANA: b"K", layout.IX_KANJI: b"J", layout.IX_BIRTH: b"B", layout.IX_ADDR: b"A"}
+
+_N, _K, _J, _B, _A = (_DOMAIN[ix] for ix in layout.INDEXES)
+
+
+def _index_entries(terms: IndexTerms, mac: Callable[[bytes], bytes]) -> list[tuple[str, bytes]]:
+    """Every (index, MAC) pair of a record's terms, each index under its own domain byte."""
+    entries = [(layout.IX_NUMBER, mac(_N + terms.number.encode()))] if terms.number else []
+    entries += [(layout.IX_KANA, mac(_K + name.encode())) for name in terms.kana_names]
+    entries += [(layout.IX_KANJI, mac(_J + name.encode())) for name in terms.kanji_names]
+    entries.append((layout.IX_BIRTH, mac(_B + terms.birth.encode())))
+    entries.append((layout.IX_ADDR, mac(_A + terms.address.encode())))
+    return entries
+
 
 _HISTORY_ENCODER = msgspec.msgpack.Encoder()
 
@@ -91,16 +102,6 @@ class Superseded:
     record: IdentityRecord
 
 
-def retention_due(superseded_on: str, years: int = HISTORY_RETENTION_YEARS) -> str:
-    """The day a history version is deleted: the anniversary ``years`` on (29 Feb → 1 Mar)."""
-    y, m, d = int(superseded_on[:4]), int(superseded_on[4:6]), int(superseded_on[6:])
-    try:
-        due = dt.date(y + years, m, d)
-    except ValueError:
-        due = dt.date(y + years, 3, 1)
-    return due.strftime("%Y%m%d")
-
-
 class IdentityFile:
     """Use cases on the identity file."""
 
@@ -111,17 +112,6 @@ class IdentityFile:
         self._max_candidates = max_candidates
 
     # -- sealing ------------------------------------------------------------------------------
-
-    def _macs(self, terms: IndexTerms) -> Iterator[tuple[str, bytes]]:
-        mac = self._keyring.index_mac().mac
-        if terms.number:
-            yield layout.IX_NUMBER, mac(b"N" + terms.number.encode())
-        for name in terms.kana_names:
-            yield layout.IX_KANA, mac(b"K" + name.encode())
-        for name in terms.kanji_names:
-            yield layout.IX_KANJI, mac(b"J" + name.encode())
-        yield layout.IX_BIRTH, mac(b"B" + terms.birth.encode())
-        yield layout.IX_ADDR, mac(b"A" + terms.address.encode())
 
     def _query_mac(self, index: str, value: str) -> bytes:
         return self._keyring.index_mac().mac(_DOMAIN[index] + value.encode())
@@ -178,29 +168,19 @@ class IdentityFile:
         mac = self._keyring.index_mac().mac
         pack_env, make_aad = envelope.pack, envelope.aad
         identity: list[tuple[bytes, bytes]] = []
-        ix_number: list[tuple[bytes, bytes]] = []
-        ix_kana: list[tuple[bytes, bytes]] = []
-        ix_kanji: list[tuple[bytes, bytes]] = []
-        ix_birth: list[tuple[bytes, bytes]] = []
-        ix_addr: list[tuple[bytes, bytes]] = []
+        ix: dict[str, list[tuple[bytes, bytes]]] = {name: [] for name in layout.INDEXES}
         for record in batch:
             validate_record(record, today=today)
             if record.record_status == STATUS_REMOVED:
                 raise InvalidRecord("record_status", "a bulk load takes live records only", 35)
             code5 = layout.pack_code(record.resident_code)
             identity.append((code5, pack_env(key_id, 1, seal(encode_record(record), make_aad(layout.IDENTITY, code5, 1, key_id)))))
-            terms = index_terms(record)
-            if terms.number:
-                ix_number.append((mac(b"N" + terms.number.encode()), code5))
-            for name in terms.kana_names:
-                ix_kana.append((mac(b"K" + name.encode()), code5))
-            for name in terms.kanji_names:
-                ix_kanji.append((mac(b"J" + name.encode()), code5))
-            ix_birth.append((mac(b"B" + terms.birth.encode()), code5))
-            ix_addr.append((mac(b"A" + terms.address.encode()), code5))
-        for items in (identity, ix_number, ix_kana, ix_kanji, ix_birth, ix_addr):
+            for index, value in _index_entries(index_terms(record), mac):
+                ix[index].append((value, code5))
+        identity.sort()
+        for items in ix.values():
             items.sort()
-        return PreparedBatch(identity, ix_number, ix_kana, ix_kanji, ix_birth, ix_addr)
+        return PreparedBatch(identity, *(ix[name] for name in layout.INDEXES))
 
     def commit_batch(self, prepared: PreparedBatch) -> int:
         """Write a prepared batch in one durable transaction; refused whole if a resident exists."""
@@ -246,7 +226,7 @@ class IdentityFile:
         if old_value is not None:
             old = self._open_current(code5, old_value)
             self._stage_history(w, code5, old.version, old.record, today)
-            for index, mac in self._macs(index_terms(old.record)):
+            for index, mac in _index_entries(index_terms(old.record), self._keyring.index_mac().mac):
                 w.delete(index, mac, code5)
             version = old.version + 1
         else:
@@ -256,17 +236,18 @@ class IdentityFile:
             w.delete(layout.IDENTITY, code5)
         else:
             w.put(layout.IDENTITY, code5, self._seal_current(code5, version, record))
-            for index, mac in self._macs(index_terms(record)):
+            for index, mac in _index_entries(index_terms(record), self._keyring.index_mac().mac):
                 w.put(index, mac, code5)
         return version
 
     def _stage_history(self, w: Writer, code5: bytes, version: int, record: IdentityRecord, today: str) -> None:
-        key = self._keyring.epoch_key("history", retention_due(today)[:4], create=False)
+        due = retention_due(today)
+        key = self._keyring.epoch_key("history", due[:4], create=False)
         hkey = layout.history_key(code5, version)
         payload = _HISTORY_ENCODER.encode(_HistoryPayload(today, encode_record(record)))
         sealed = key.seal(payload, envelope.aad(layout.HISTORY, hkey, version, key.key_id))
         w.put(layout.HISTORY, hkey, envelope.pack(key.key_id, version, sealed))
-        w.put(layout.RETENTION, layout.retention_key(retention_due(today), code5, version), b"")
+        w.put(layout.RETENTION, layout.retention_key(due, code5, version), b"")
 
     @staticmethod
     def _last_history_version(r: Reader, code5: bytes) -> int:
@@ -317,16 +298,16 @@ class IdentityFile:
         confirmed on the decrypted records.  Refused as too broad when no index narrows it enough.
         """
         self._keyring.ensure_live()
+        kana, kanji, birth, address = query.kana_key(), query.kanji_key(), query.birth(), query.address_key()
         criteria: list[tuple[str, bytes]] = []
-        kana, kanji = query.kana_key(), query.kanji_key()
         if kana:
             criteria.append((layout.IX_KANA, self._query_mac(layout.IX_KANA, kana)))
         elif kanji:
             criteria.append((layout.IX_KANJI, self._query_mac(layout.IX_KANJI, kanji)))
-        if query.birth():
-            criteria.append((layout.IX_BIRTH, self._query_mac(layout.IX_BIRTH, query.birth())))
-        if query.address_key():
-            criteria.append((layout.IX_ADDR, self._query_mac(layout.IX_ADDR, query.address_key())))
+        if birth:
+            criteria.append((layout.IX_BIRTH, self._query_mac(layout.IX_BIRTH, birth)))
+        if address:
+            criteria.append((layout.IX_ADDR, self._query_mac(layout.IX_ADDR, address)))
         if not criteria:
             raise InvalidQuery("a search needs a name, a birth date or an address")
         results: list[Current] = []
@@ -343,7 +324,7 @@ class IdentityFile:
                 if value is None:
                     continue
                 current = self._open_current(code5, value)
-                if _matches(query, current.record, kana, kanji):
+                if _matches(current.record, kana=kana, kanji=kanji, birth=birth, address=address, sex=query.sex):
                     results.append(current)
                     if len(results) >= limit:
                         break
@@ -355,15 +336,17 @@ class IdentityFile:
             return r.count(layout.IDENTITY)
 
 
-def _matches(query: FourItemQuery, record: IdentityRecord, kana: str | None, kanji: str | None) -> bool:
+def _matches(
+    record: IdentityRecord, *, kana: str | None, kanji: str | None, birth: str | None, address: str | None, sex: str | None
+) -> bool:
     """Confirm a candidate on its decrypted record (index keys can collide; every item must agree)."""
     terms = index_terms(record)
     if kana and kana not in terms.kana_names:
         return False
     if not kana and kanji and kanji not in terms.kanji_names:
         return False
-    if query.birth() and query.birth() != terms.birth:
+    if birth and birth != terms.birth:
         return False
-    if query.address_key() and query.address_key() != terms.address:
+    if address and address != terms.address:
         return False
-    return not (query.sex and query.sex != record.sex)
+    return not (sex and sex != record.sex)

@@ -8,7 +8,8 @@ import pytest
 from firmware_app.domain.errors import InvalidQuery, InvalidRecord
 from firmware_app.domain.record import STATUS_REMOVED
 from firmware_app.domain.terms import FourItemQuery
-from firmware_app.service.identity_file import DuplicateResident, IdentityFile, retention_due
+from firmware_app.domain.retention import retention_due
+from firmware_app.service.identity_file import DuplicateResident, IdentityFile
 from firmware_app.service.keyring import Keyring
 from hsm.errors import HsmUnavailable, InvalidCiphertext
 from peers.population import generate
@@ -153,11 +154,6 @@ def test_reentry_continues_version_numbers(loaded, residents):
     back = _moved(record, change_reason="TENNYU", update_sequence=record.update_sequence + 20_000)
     assert loaded.put_blocking(back) == 3
     assert loaded.get_blocking(record.resident_code).version == 3
-
-
-def test_retention_due_is_the_150th_anniversary():
-    assert retention_due("20261126") == "21761126"
-    assert retention_due("20280229") == "21780301"
 
 
 @pytest.mark.parametrize(
