@@ -14,8 +14,9 @@ Phases, each on fresh LMDB files in --dir:
   lookups     decrypted record by resident code, random residents, one read transaction each
   searches    name kana + birth date; kanji name + address (index candidates, decrypted, confirmed)
   strict      the product load with every encryption and MAC inside the HSM (--strict-records)
-Peak anonymous memory (RssAnon: RSS less file-backed pages such as the LMDB map) is sampled
-every 20 ms through the whole run.
+Peak anonymous memory (RssAnon: RSS less file-backed pages such as the LMDB map) is sampled every
+20 ms, for this process and its load workers, over the product load (which runs first) and again
+over the plain loads.
 """
 
 from __future__ import annotations
@@ -35,13 +36,14 @@ from collections.abc import Iterator
 
 import lmdb
 import msgspec
+import psutil
 
 from firmware_app.clock import SystemClock, today_of
 from firmware_app.domain.record import IdentityRecord, encode_record
 from firmware_app.domain.terms import FourItemQuery
 from firmware_app.domain.validate import validate_record
 from firmware_app.service.bulk_load import load_encoded_parallel_blocking
-from firmware_app.service.identity_file import IdentityFile
+from firmware_app.service.identity_file import DEFAULT_BATCH_RECORDS, DEFAULT_COMMIT_RECORDS, IdentityFile
 from firmware_app.service.keyring import Keyring
 from hsm.config import HsmConfig, open_token
 from hsm.provision import provision_keys
@@ -53,31 +55,46 @@ from storage.store import Store
 SEED = 1
 
 
-class AnonPeak:
-    """Samples RssAnon from /proc/self/status on a background thread; keeps the maximum."""
-
-    def phase(self, label: str) -> None:
-        """Print the anonymous memory now and the peak so far, to find which phase holds it."""
-        print(f"    memory after {label}: {self.now_kb() / 1024:,.0f} MB now, {self.peak_kb / 1024:,.0f} MB peak so far")
-
-    def __init__(self, interval_s: float = 0.02) -> None:
-        self.peak_kb = 0
-        self._stop = threading.Event()
-        self._interval_s = interval_s
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @staticmethod
-    def now_kb() -> int:
-        with open("/proc/self/status") as f:
+def anon_kb(pid: int | str = "self") -> int:
+    """RssAnon of a process (RSS less file-backed pages such as the LMDB map), in KiB; 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("RssAnon:"):
                     return int(line.split()[1])
-        return 0
+    except OSError:
+        pass
+    return 0
+
+
+class AnonPeak:
+    """Samples anonymous memory every 20 ms on a background thread: this process, its worker
+    processes, and both together at the same moment; keeps the maxima since the last reset."""
+
+    def __init__(self, interval_s: float = 0.02) -> None:
+        self._me = psutil.Process()
+        self._stop = threading.Event()
+        self._interval_s = interval_s
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new measurement window."""
+        self.self_kb = self.workers_kb = self.total_kb = 0
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak_kb = max(self.peak_kb, self.now_kb())
+            mine = anon_kb()
+            workers = sum(anon_kb(child.pid) for child in self._me.children(recursive=True))
+            self.self_kb = max(self.self_kb, mine)
+            self.workers_kb = max(self.workers_kb, workers)
+            self.total_kb = max(self.total_kb, mine + workers)
             self._stop.wait(self._interval_s)
+
+    def report(self, label: str) -> str:
+        """One line: the window's peaks in MB."""
+        return (f"peak anonymous memory, {label}: this process {self.self_kb / 1024:,.0f} MB, "
+                f"workers {self.workers_kb / 1024:,.0f} MB, together {self.total_kb / 1024:,.0f} MB")
 
     def __enter__(self) -> AnonPeak:
         self._thread.start()
@@ -113,32 +130,43 @@ def read_batches(path: Path) -> Iterator[list[IdentityRecord]]:
         yield _BATCH_IN.decode(blob)
 
 
-def load_plain(path: Path, export: Path, total: int, today: str, *, validate: bool) -> float:
-    """Records/s into one plain LMDB table: same input, serialisation and batching, nothing else."""
+def load_plain(path: Path, export: Path, total: int, today: str, *, validate: bool, commit_records: int) -> tuple[float, int]:
+    """Records/s and bytes used in one plain LMDB table: same input, serialisation, batching and
+    records per transaction as the product load, nothing else."""
     env = lmdb.open(str(path), map_size=8 * 1024**3, max_dbs=4, sync=True, metasync=True, readahead=False)
     db = env.open_db(layout.IDENTITY.encode())
+
+    def commit(items: list[tuple[bytes, bytes]]) -> None:
+        items.sort()
+        with env.begin(write=True) as txn:
+            txn.cursor(db).putmulti(items, overwrite=False)
+
     t0 = time.perf_counter()
+    items: list[tuple[bytes, bytes]] = []
     for records in read_batches(export):
-        items = []
         for record in records:
             if validate:
                 validate_record(record, today=today)
             items.append((layout.pack_code(record.resident_code), encode_record(record)))
-        items.sort()
-        with env.begin(write=True) as txn:
-            txn.cursor(db).putmulti(items, overwrite=False)
+        if len(items) >= commit_records:
+            commit(items)
+            items = []
+    if items:
+        commit(items)
     elapsed_s = time.perf_counter() - t0
+    used_bytes = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
     env.close()
-    return total / elapsed_s
+    return total / elapsed_s, used_bytes
 
 
 def load_product(identity: IdentityFile, export: Path, total: int, batch: int, *, workers: int,
-                 hsm_config: HsmConfig, store_path: Path, strict: bool) -> float:
+                 hsm_config: HsmConfig, store_path: Path, strict: bool, commit_records: int) -> float:
     """Records/s into the identity file, in-process (workers=0) or with worker processes."""
     t0 = time.perf_counter()
     if workers:
         loaded = load_encoded_parallel_blocking(identity, read_blobs(export), hsm_config=hsm_config,
-                                                store_path=store_path, clock=SystemClock(), workers=workers, strict=strict)
+                                                store_path=store_path, clock=SystemClock(), workers=workers, strict=strict,
+                                                commit_records=commit_records)
     else:
         loaded = identity.load_blocking((r for records in read_batches(export) for r in records), batch_records=batch)
     elapsed_s = time.perf_counter() - t0
@@ -193,7 +221,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--strict-records", type=int, default=None, help="default: same as --records")
-    parser.add_argument("--batch", type=int, default=25_000)
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH_RECORDS)
+    parser.add_argument("--commit-records", type=int, default=DEFAULT_COMMIT_RECORDS, help="records per load transaction")
     parser.add_argument("--lookups", type=int, default=20_000)
     parser.add_argument("--searches", type=int, default=2_000)
     parser.add_argument("--workers", type=int, default=2, help="load worker processes (0: load in this process)")
@@ -215,48 +244,51 @@ def main() -> int:
     if args.strict_records and args.strict_records != args.records:
         export_population(work / "population-strict.bin", strict_records, args.batch, today)
     strict_export = export if strict_records == args.records else work / "population-strict.bin"
-    print(f"# identity file benchmark: {args.records:,} records, batch {args.batch:,}, {os.cpu_count()} CPUs, "
+    print(f"# identity file benchmark: {args.records:,} records, batch {args.batch:,}, {args.commit_records:,} per commit, {os.cpu_count()} CPUs, "
           f"{args.workers} load workers, python {sys.version.split()[0]}, lmdb {lmdb.version()}")
     print("# every load reads and decodes the same msgpack migration file inside its timer; every commit is durable")
     with AnonPeak() as peak:
-        base_kb = AnonPeak.now_kb()
-        plain_rps = load_plain(work / "plain", export, args.records, today, validate=False)
-        print(f"plain load                {plain_rps:>12,.0f} rec/s")
-        peak.phase("plain")
-        plain_val_rps = load_plain(work / "plain-val", export, args.records, today, validate=True)
-        print(f"plain+validation load     {plain_val_rps:>12,.0f} rec/s")
-        peak.phase("plain+validation")
+        base_kb = anon_kb()
+        # The product load runs first, so its memory is not mixed with heap the baselines leave behind.
+        store, identity = open_identity(work, "product", token, strict=False)
+        product_rps = load_product(identity, export, args.records, args.batch, workers=args.workers,
+                                   hsm_config=hsm_config, store_path=store.path, strict=False,
+                                   commit_records=args.commit_records)
+        print(f"product load              {product_rps:>12,.0f} rec/s")
+        print("    " + peak.report("product load") + f" (this process at start {base_kb / 1024:,.0f} MB)")
+        p50, p99, worst = time_lookups(identity, args.records, args.lookups, rng)
+        print(f"lookup by resident code   p50 {p50:7.1f} µs  p99 {p99:7.1f} µs  max {worst:9.1f} µs  (n={args.lookups:,})")
+        for label, (p50, p99, worst, recall) in time_searches(identity, args.records, args.searches, rng, today).items():
+            print(f"search {label:<18} p50 {p50:7.1f} µs  p99 {p99:7.1f} µs  max {worst:9.1f} µs  found {recall:.1%}")
+        product_mb = store.used_bytes() / 1e6
+        store.close()
+        peak.reset()
+        plain_rps, plain_bytes = load_plain(work / "plain", export, args.records, today, validate=False,
+                                            commit_records=args.commit_records)
+        print(f"plain load                {plain_rps:>12,.0f} rec/s   product is {product_rps / plain_rps:.1%} of it")
+        plain_val_rps, _ = load_plain(work / "plain-val", export, args.records, today, validate=True,
+                                       commit_records=args.commit_records)
+        print(f"plain+validation load     {plain_val_rps:>12,.0f} rec/s   product is {product_rps / plain_val_rps:.1%} of it")
+        print("    " + peak.report("plain loads"))
+        plain_mb = plain_bytes / 1e6
+        print(f"data size (used pages)    {product_mb:>12,.0f} MB        plain {plain_mb:,.0f} MB ({product_mb / plain_mb:.2f}x)")
         if args.single_records:
             single_store, single = open_identity(work, "single", token, strict=False)
             single_export = work / "population-single.bin"
             export_population(single_export, args.single_records, args.batch, today)
             single_rps = load_product(single, single_export, args.single_records, args.batch, workers=0,
-                                      hsm_config=hsm_config, store_path=single_store.path, strict=False)
+                                      hsm_config=hsm_config, store_path=single_store.path, strict=False,
+                                      commit_records=args.commit_records)
             print(f"product load, 1 process   {single_rps:>12,.0f} rec/s   (n={args.single_records:,})")
             single_store.close()
-        store, identity = open_identity(work, "product", token, strict=False)
-        product_rps = load_product(identity, export, args.records, args.batch, workers=args.workers,
-                                   hsm_config=hsm_config, store_path=store.path, strict=False)
-        print(f"product load              {product_rps:>12,.0f} rec/s   "
-              f"{product_rps / plain_rps:.1%} of plain, {product_rps / plain_val_rps:.1%} of plain+validation")
-        peak.phase("product load")
-        file_mb = store.file_bytes() / 1e6
-        plain_mb = (work / "plain" / "data.mdb").stat().st_size / 1e6
-        print(f"file size                 {file_mb:>12,.0f} MB        plain {plain_mb:,.0f} MB ({file_mb / plain_mb:.2f}x)")
-        p50, p99, worst = time_lookups(identity, args.records, args.lookups, rng)
-        print(f"lookup by resident code   p50 {p50:7.1f} µs  p99 {p99:7.1f} µs  max {worst:9.1f} µs  (n={args.lookups:,})")
-        for label, (p50, p99, worst, recall) in time_searches(identity, args.records, args.searches, rng, today).items():
-            print(f"search {label:<18} p50 {p50:7.1f} µs  p99 {p99:7.1f} µs  max {worst:9.1f} µs  found {recall:.1%}")
-        peak.phase("lookups and searches")
-        store.close()
         if strict_records:
             strict_store, strict_identity = open_identity(work, "strict", token, strict=True)
             strict_rps = load_product(strict_identity, strict_export, strict_records, args.batch, workers=args.workers,
-                                      hsm_config=hsm_config, store_path=strict_store.path, strict=True)
+                                      hsm_config=hsm_config, store_path=strict_store.path, strict=True,
+                                      commit_records=args.commit_records)
             print(f"strict (in-HSM) load      {strict_rps:>12,.0f} rec/s   "
                   f"{strict_rps / product_rps:.1%} of product, {strict_rps / plain_rps:.1%} of plain  (n={strict_records:,})")
             strict_store.close()
-    print(f"peak anonymous memory     {peak.peak_kb / 1024:>12,.0f} MB        (this process; at start {base_kb / 1024:,.0f} MB)")
     token.close_blocking()
     if args.dir is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -20,7 +20,7 @@ import msgspec
 from firmware_app.clock import SystemClock, today_of
 from firmware_app.domain.record import IdentityRecord
 from firmware_app.domain.terms import FourItemQuery
-from firmware_app.service.identity_file import IdentityFile
+from firmware_app.service.identity_file import DEFAULT_BATCH_RECORDS, IdentityFile
 from firmware_app.service.keyring import Keyring
 from hsm.config import open_token
 from hsm.errors import HsmError
@@ -30,7 +30,7 @@ from peers.population import generate
 from storage.store import Store
 
 MEGURO_RESIDENTS = 280_000
-BATCH = 25_000
+BATCH = DEFAULT_BATCH_RECORDS
 
 
 def mask(text: str) -> str:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({(args.residents - have) / elapsed_s:,.0f} records/s, including generation)")
     else:
         print(f"identity file already holds {have:,} residents")
-    print(f"LMDB file: {store.file_bytes() / 1e6:,.0f} MB for {identity.count_blocking():,} current records")
+    print(f"LMDB file: {store.used_bytes() / 1e6:,.0f} MB used for {identity.count_blocking():,} current records")
 
     rng = random.Random(2026)
     sample = [next(generate(1, seed=args.seed, start=rng.randrange(args.residents), today=today)) for _ in range(3)]
@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     history = identity.history_blocking(person.resident_code)
     print(f"\nchange of address (転居) applied: now version {version}, {len(history)} superseded version(s) kept as history")
 
-    raw = (store.path / "data.mdb").read_bytes()
+    with open(store.path / "data.mdb", "rb") as f:
+        raw = f.read(store.used_bytes())  # beyond the last used page the reserved file is all zeros
     probes = list(generate(200, seed=args.seed, start=0, today=today))
     leaks = sum(
         bool(p.name_kanji.encode() in raw or p.address.encode() in raw or (p.individual_number and p.individual_number.encode() in raw))

@@ -139,7 +139,7 @@ class Writer(Reader):
 class Store:
     """The identity file's LMDB environment."""
 
-    def __init__(self, path: Path, *, map_size_bytes: int = DEFAULT_MAP_SIZE_BYTES, sync: bool = True, writemap: bool = False) -> None:
+    def __init__(self, path: Path, *, map_size_bytes: int = DEFAULT_MAP_SIZE_BYTES, sync: bool = True) -> None:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.chmod(0o700)
         self.path = path
@@ -154,9 +154,6 @@ class Store:
                 metasync=sync,
                 # meminit stays on: LMDB must not copy uninitialised heap (possibly plaintext) into the file.
                 meminit=True,
-                # writemap keeps dirty pages in the file mapping instead of malloc'd copies (less anonymous
-                # memory in bulk loads) but hung the map-growth test; off until that is understood.
-                writemap=writemap,
                 readahead=False,
                 max_readers=256,
                 mode=0o600,
@@ -237,6 +234,10 @@ class Store:
     def file_bytes(self) -> int:
         """Size of the data file on disk."""
         return (self.path / "data.mdb").stat().st_size
+
+    def used_bytes(self) -> int:
+        """Bytes of the data file LMDB has ever used (pages up to the last one allocated)."""
+        return (self._env.info()["last_pgno"] + 1) * self._env.stat()["psize"]
 
     def close(self) -> None:
         """Close the environment; later calls raise ``StoreClosed``."""

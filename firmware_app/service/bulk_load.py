@@ -2,7 +2,7 @@
 
 Each worker logs in to the token itself and unwraps its own copies of the data keys (python-pkcs11
 and SoftHSM scale by processes, not threads; keys never cross a process boundary).  Batches travel
-as msgpack; at most ``workers + 1`` are in flight, so memory stays bounded.  LMDB is written only
+as msgpack; at most two per worker are in flight, so memory stays bounded.  LMDB is written only
 here, one durable transaction per batch, in input order.
 """
 
@@ -19,7 +19,7 @@ import msgspec
 
 from firmware_app.clock import Clock, SystemClock, today_of
 from firmware_app.domain.record import IdentityRecord
-from firmware_app.service.identity_file import IdentityFile, PreparedBatch
+from firmware_app.service.identity_file import DEFAULT_BATCH_RECORDS, DEFAULT_COMMIT_RECORDS, IdentityFile, PreparedBatch
 from firmware_app.service.keyring import Keyring
 from hsm.config import HsmConfig, open_token
 from storage.store import Store
@@ -60,7 +60,7 @@ def load_parallel_blocking(
     clock: Clock,
     workers: int = 2,
     strict: bool = False,
-    batch_records: int = 25_000,
+    batch_records: int = DEFAULT_BATCH_RECORDS,
 ) -> int:
     """Load new residents with ``workers`` preparing processes; returns how many were loaded.
 
@@ -84,23 +84,51 @@ def load_encoded_parallel_blocking(
     clock: Clock,
     workers: int = 2,
     strict: bool = False,
+    commit_records: int = DEFAULT_COMMIT_RECORDS,
 ) -> int:
     """As :func:`load_parallel_blocking`, for batches already encoded as msgpack arrays of records
     (the migration file's form): only the workers decode them.  Malformed bytes are refused by the
     worker's decoder (``msgspec.DecodeError``/``ValidationError``) and nothing of that batch is written.
+
+    Prepared batches are committed in groups of about ``commit_records``; a batch that a worker
+    refuses is raised after the batches before it are committed, while a resident already in the file
+    refuses its whole group.
     """
     today = today_of(clock)
     loaded = 0
+    pending: list[PreparedBatch] = []
+
+    def commit_pending() -> int:
+        group = tuple(pending)
+        pending.clear()
+        return identity.commit_batch(*group)
+
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(hsm_config, str(store_path), strict)) as pool:
         in_flight: deque[Future[bytes]] = deque()
+
+        def take_one() -> int:
+            try:
+                pending.append(_PREPARED_IN.decode(in_flight.popleft().result()))
+            except BaseException:
+                # A refused batch: what was prepared before it is still committed, then the error goes up.
+                if pending:
+                    commit_pending()
+                raise
+            if sum(len(batch.identity) for batch in pending) >= commit_records:
+                return commit_pending()
+            return 0
+
         try:
             for blob in batches:
                 in_flight.append(pool.submit(_prepare, blob, today))
-                if len(in_flight) > workers:
-                    loaded += identity.commit_batch(_PREPARED_IN.decode(in_flight.popleft().result()))
+                # Two batches per worker in flight keep every worker busy while this process commits.
+                if len(in_flight) >= 2 * workers:
+                    loaded += take_one()
             while in_flight:
-                loaded += identity.commit_batch(_PREPARED_IN.decode(in_flight.popleft().result()))
+                loaded += take_one()
+            if pending:
+                loaded += commit_pending()
         finally:
             for future in in_flight:
                 future.cancel()
