@@ -20,7 +20,8 @@ import msgspec
 from firmware_app.clock import SystemClock, today_of
 from firmware_app.domain.record import IdentityRecord
 from firmware_app.domain.terms import FourItemQuery
-from firmware_app.service.identity_file import DEFAULT_BATCH_RECORDS, IdentityFile
+from firmware_app.service.bulk_load import load_parallel_blocking
+from firmware_app.service.identity_file import IdentityFile
 from firmware_app.service.keyring import Keyring
 from hsm.config import open_token
 from hsm.errors import HsmError
@@ -30,7 +31,6 @@ from peers.population import generate
 from storage.store import Store
 
 MEGURO_RESIDENTS = 280_000
-BATCH = DEFAULT_BATCH_RECORDS
 
 
 def mask(text: str) -> str:
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     clock = SystemClock()
     today = today_of(clock)
     try:
-        token = open_token(ensure_softhsm_token(args.state_dir))
+        hsm_config = ensure_softhsm_token(args.state_dir)
+        token = open_token(hsm_config)
         created = provision_keys(token, dt.date.today())
         print(f"HSM token ready under {args.state_dir}/softhsm ({len(created)} keys created now)")
         store = Store(args.state_dir / "identity")
@@ -76,13 +77,18 @@ def main(argv: list[str] | None = None) -> int:
     if have < args.residents:
         print(f"loading {args.residents - have:,} synthetic residents (already in the file: {have:,})")
         t0 = time.perf_counter()
-        for start in range(have, args.residents, BATCH):
-            count = min(BATCH, args.residents - start)
-            identity.load_blocking(generate(count, seed=args.seed, start=start, today=today), batch_records=BATCH)
-            print(f"  {start + count:>9,} residents", end="\r", flush=True)
+        # Batches commit in order, so an interrupted load resumes at the count already in the file.
+        load_parallel_blocking(
+            identity,
+            generate(args.residents - have, seed=args.seed, start=have, today=today),
+            hsm_config=hsm_config,
+            store_path=store.path,
+            clock=clock,
+            workers=2,
+        )
         elapsed_s = time.perf_counter() - t0
         print(f"loaded {args.residents - have:,} residents in {elapsed_s:.1f} s "
-              f"({(args.residents - have) / elapsed_s:,.0f} records/s, including generation)")
+              f"({(args.residents - have) / elapsed_s:,.0f} records/s with 2 worker processes, generation included)")
     else:
         print(f"identity file already holds {have:,} residents")
     print(f"LMDB file: {store.used_bytes() / 1e6:,.0f} MB used for {identity.count_blocking():,} current records")
