@@ -8,7 +8,7 @@ from storage.errors import CorruptValue
 
 IDENTITY = "identity"  # code5 → envelope(current record)
 HISTORY = "history"  # code5 ‖ version4 → envelope(superseded record)
-IX_NUMBER = "ix_number"  # mac16 → code5 (dup)
+IX_NUMBER = "ix_number"  # mac8 → code5 (dup)
 IX_KANA = "ix_kana"
 IX_KANJI = "ix_kanji"
 IX_BIRTH = "ix_birth"

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from pkcs11 import ObjectClass
 
 from hsm.errors import HsmError, HsmKeyMissing, HsmUnavailable, InvalidCiphertext, InvalidSignature
-from hsm.keys import HsmIndexMac, HsmSealingKey, ProcessIndexMac, ProcessSealingKey, Signer
+from hsm.keys import MAC_BYTES, HsmIndexMac, HsmSealingKey, ProcessIndexMac, ProcessSealingKey, Signer
 from hsm.labels import EPOCH_PREFIX, KEK_LABEL, SIGNING_LABEL, epoch_label
 from hsm.provision import initial_epochs, provision_keys
 from hsm.softhsm import ensure_softhsm_token
@@ -372,7 +372,7 @@ def test_strict_mode_index_mac_equals_process_mac(token) -> None:
     in_process = ProcessIndexMac(3, token.unwrap_secret_blocking(EPOCH, blob, WRAP_MECHANISM))
     in_hsm = HsmIndexMac(3, token, token.unwrap_session_key_blocking(EPOCH, blob, WRAP_MECHANISM, use="mac"))
     for msg in (b"", b"a", "メグロタロウ".encode(), os.urandom(200)):
-        expected = hmac.new(secret, msg, hashlib.sha256).digest()[:16]
+        expected = hmac.new(secret, msg, hashlib.sha256).digest()[:MAC_BYTES]
         assert in_hsm.mac(msg) == expected
         assert in_process.mac(msg) == expected
 
