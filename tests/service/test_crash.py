@@ -6,7 +6,6 @@ kills it with SIGKILL after a random delay, then checks the file from a fresh pr
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -16,33 +15,9 @@ import threading
 import time
 
 import pytest
+from child_identity import PRELUDE, child_env
 
-COMMON = textwrap.dedent(
-    """
-    import datetime as dt, sys
-    from pathlib import Path
-    import msgspec
-    from firmware_app.clock import ManualClock, JST
-    from firmware_app.service.identity_file import IdentityFile
-    from firmware_app.service.keyring import Keyring
-    from hsm.config import open_token
-    from hsm.provision import provision_keys
-    from hsm.softhsm import ensure_softhsm_token
-    from peers.population import generate
-    from storage import layout
-    from storage.store import Store
-
-    state = Path(sys.argv[1])
-    token = open_token(ensure_softhsm_token(state))
-    provision_keys(token, dt.date(2026, 11, 26))
-    clock = ManualClock(dt.datetime(2026, 11, 26, 9, tzinfo=JST))
-    store = Store(state / "db")
-    keyring = Keyring(token, store, clock)
-    keyring.open_blocking()
-    identity = IdentityFile(store, keyring, clock)
-    TOTAL, BATCH = 40_000, 1_000
-    """
-)
+COMMON = PRELUDE + "TOTAL, BATCH = 40_000, 1_000\n"
 
 LOAD = COMMON + textwrap.dedent(
     """
@@ -106,15 +81,11 @@ VERIFY_CHANGES = COMMON + textwrap.dedent(
 )
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "SOFTHSM2_CONF"}
-
-
 def _run_and_kill(script: str, args: list[str], delay_s: float) -> list[str]:
     """Start the writer, SIGKILL it ``delay_s`` after its first acknowledgement (or let it finish,
     bounded by a minute); return every line it printed, that is everything it acknowledged."""
     child = subprocess.Popen(
-        [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_env(), text=True
+        [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=child_env(), text=True
     )
     lines: list[str] = []
     first_ack = threading.Event()
@@ -139,7 +110,7 @@ def _run_and_kill(script: str, args: list[str], delay_s: float) -> list[str]:
 
 
 def _verify(script: str, state: str) -> list[str]:
-    done = subprocess.run([sys.executable, "-c", script, state], capture_output=True, text=True, env=_env(), timeout=120)
+    done = subprocess.run([sys.executable, "-c", script, state], capture_output=True, text=True, env=child_env(), timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.split()
 

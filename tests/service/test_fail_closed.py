@@ -5,34 +5,17 @@ Runs in a subprocess with its own SoftHSM2 token, since a lost token poisons the
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 
-SCRIPT = textwrap.dedent(
-    """
-    import datetime as dt, shutil, sys
-    from pathlib import Path
-    from firmware_app.clock import ManualClock, JST
-    from firmware_app.domain.terms import FourItemQuery
-    from firmware_app.service.identity_file import IdentityFile
-    from firmware_app.service.keyring import Keyring
-    from hsm.config import open_token
-    from hsm.errors import HsmUnavailable
-    from hsm.provision import provision_keys
-    from hsm.softhsm import ensure_softhsm_token
-    from peers.population import generate
-    from storage.store import Store
+from child_identity import PRELUDE, child_env
 
-    state = Path(sys.argv[1])
-    token = open_token(ensure_softhsm_token(state))
-    provision_keys(token, dt.date(2026, 11, 26))
-    clock = ManualClock(dt.datetime(2026, 11, 26, 9, tzinfo=JST))
-    store = Store(state / "db")
-    keyring = Keyring(token, store, clock, probe_interval_s=1.0)
-    keyring.open_blocking()
-    identity = IdentityFile(store, keyring, clock)
+SCRIPT = PRELUDE + textwrap.dedent(
+    """
+    from firmware_app.domain.terms import FourItemQuery
+    from hsm.errors import HsmUnavailable
+
     records = list(generate(100, today="20261126"))
     identity.load_blocking(records)
     assert identity.get_blocking(records[0].resident_code).record == records[0]
@@ -57,9 +40,8 @@ SCRIPT = textwrap.dedent(
 
 
 def test_lost_token_seals_the_identity_file(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "SOFTHSM2_CONF"}
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", SCRIPT, str(tmp_path)], env=child_env(), capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "refused,refused,refused,refused sealed"
