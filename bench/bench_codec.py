@@ -20,7 +20,8 @@ from collections.abc import Callable
 import msgspec
 
 from firmware_app.links.frames import FrameDecoder
-from firmware_app.links.messages import IdentityChange, MessageCodec
+from firmware_app.domain.updates import IdentityChange
+from firmware_app.links.messages import MessageCodec
 from peers.population import generate
 
 

@@ -570,3 +570,34 @@ def generate(
     cal = _calendar(today)
     for i in range(start, start + count):
         yield _record(i, seed, cal)
+
+
+# ---------------------------------------------------------------------------------------
+# Small public draws for the register simulator (peers/register_stream.py): the same tables
+# as the population, so that a change looks like the people it changes.
+
+#: Operator and terminal IDs the ward's clerks use.
+OPERATOR_IDS = _OPERATORS
+TERMINAL_IDS = _TERMINALS
+
+
+def surname(x: int) -> tuple[str, str]:
+    """(漢字, カナ) of a Japanese surname drawn from ``x``, commoner names more often."""
+    return _WEIGHTED_SURNAMES[x % len(_WEIGHTED_SURNAMES)]
+
+
+def newborn_given_name(x: int, female: bool) -> tuple[str, str]:
+    """(漢字, カナ) of a given name of the newest era (born from 1995) drawn from ``x``."""
+    names = _GIVEN_NAMES[female][2]
+    return names[x % len(names)]
+
+
+def meguro_address(x: int) -> tuple[str, str, str, int]:
+    """(大字・字コード, 郵便番号, 住所, 外字数) of a Meguro address drawn from ``x``."""
+    block, address, gaiji = _meguro_address(x)
+    return block.oaza_code, block.postal_code, address, gaiji
+
+
+def domestic_origin(x: int) -> tuple[str, str]:
+    """(市町村コード, 住所) of a place in Japan a mover-in came from, drawn from ``x``."""
+    return _origin(x, "")

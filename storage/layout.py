@@ -16,15 +16,21 @@ IX_ADDR = "ix_addr"
 RETENTION = "retention"  # due8 ‖ code5 ‖ version4 → b"" (history due for deletion, by date)
 KEYS = "keys"  # key_id4 → msgpack(WrappedKey)
 META = "meta"  # name → value
+OUTBOX_PREF = "outbox_pref"  # seq8 → envelope(outbox entry) for the prefecture
+OUTBOX_NATIONAL = "outbox_national"  # seq8 → envelope(outbox entry) for the card system (national side)
+INBOX = "inbox"  # peer name → next expected update sequence number (u64)
+MOVEOUT = "moveout"  # code5 → envelope(move-out certificate) awaiting a special move-in
 
 INDEXES = (IX_NUMBER, IX_KANA, IX_KANJI, IX_BIRTH, IX_ADDR)
-PLAIN = (IDENTITY, HISTORY, RETENTION, KEYS, META)
+PLAIN = (IDENTITY, HISTORY, RETENTION, KEYS, META, OUTBOX_PREF, OUTBOX_NATIONAL, INBOX, MOVEOUT)
+OUTBOXES = (OUTBOX_PREF, OUTBOX_NATIONAL)
 ALL = PLAIN + INDEXES
 
 SCHEMA_VERSION = b"1"
 
 CODE_BYTES = 5
 _U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
 _MAX_CODE = 10**11
 
 
@@ -65,3 +71,15 @@ def history_key(code5: bytes, version: int) -> bytes:
 def retention_key(due_yyyymmdd: str, code5: bytes, version: int) -> bytes:
     """Key of one history version in the retention schedule, ordered by due date."""
     return due_yyyymmdd.encode("ascii") + code5 + _U32.pack(version)
+
+
+def pack_u64(value: int) -> bytes:
+    """A 64-bit unsigned big-endian integer (order-preserving: outbox and inbox sequence numbers)."""
+    return _U64.pack(value)
+
+
+def unpack_u64(data: bytes) -> int:
+    """Inverse of :func:`pack_u64`."""
+    if len(data) != 8:
+        raise CorruptValue("stored integer has the wrong length")
+    return _U64.unpack(data)[0]

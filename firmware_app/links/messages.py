@@ -9,8 +9,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from firmware_app.domain.record import IdentityRecord
-from firmware_app.domain.rules import TEXT_LIMITS
+from firmware_app.domain.check_item import CheckItem
+from firmware_app.domain.destination import DestinationRecord
+from firmware_app.domain.updates import CardEvent, IdentityChange, MoveOutCertificate
 from firmware_app.links.errors import (
     E_INVALID_FIELD,
     E_MALFORMED,
@@ -22,13 +23,18 @@ from firmware_app.links.frames import DEFAULT_MAX_FRAME_BYTES, encode_frame
 
 __all__ = [
     "DEFAULT_REGISTRY",
+    "MAX_BATCH_ENTRIES",
+    "MAX_ENTRY_BYTES",
     "Ack",
-    "CardEvent",
     "ErrorReport",
-    "IdentityChange",
     "Message",
     "MessageCodec",
-    "Notify",
+    "MoveOutReply",
+    "MoveOutRequest",
+    "OutboxBatch",
+    "Query",
+    "QueryResult",
+    "Resume",
 ]
 
 _SEQ_LIMIT = 2**63
@@ -42,12 +48,11 @@ _TYPE_NAME = re.compile(_TYPE_PATTERN)
 _TypeName = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 _Version = Annotated[int, msgspec.Meta(ge=1, le=255)]
 _ResidentCode = Annotated[str, msgspec.Meta(min_length=11, max_length=11, pattern=r"\A[0-9]+\Z")]
-_Date = Annotated[str, msgspec.Meta(min_length=8, max_length=8, pattern=r"\A[0-9]+\Z")]
-_IndividualNumber = Annotated[str, msgspec.Meta(max_length=12, pattern=r"\A(?:[0-9]{12})?\Z")]
 
-_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=TEXT_LIMITS["name_kanji"][1])]
-_Address = Annotated[str, msgspec.Meta(min_length=1, max_length=TEXT_LIMITS["address"][1])]
-_FormerSurname = Annotated[str, msgspec.Meta(max_length=TEXT_LIMITS["former_surname_kanji"][1])]
+#: Limits of an outbox batch: entries per frame and bytes per entry (a destination record is the largest).
+MAX_BATCH_ENTRIES = 1024
+MAX_ENTRY_BYTES = 16 * 1024
+MAX_QUERY_RESULTS = 100
 
 
 class _Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -58,65 +63,98 @@ class _Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class _Body(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Base of message bodies: frozen, and unknown fields are refused."""
-
-
-class _PersonalBody(_Body, frozen=True, forbid_unknown_fields=True):
-    """A body carrying personal data, which its repr must not reveal."""
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(<redacted>)"
+    """Base of the link's own message bodies: frozen, and unknown fields are refused."""
 
 
 class Ack(_Body, frozen=True, forbid_unknown_fields=True):
-    """The receiver applied (or had already applied) message ``seq``."""
+    """Cumulative: the receiver has committed every message up to and including ``seq``."""
 
     seq: _Seq
 
 
 class ErrorReport(_Body, frozen=True, forbid_unknown_fields=True):
-    """The receiver refused a message; ``expected_seq`` is set for a sequence gap."""
+    """The receiver refused a message (the envelope's ``s`` names it, 0 when unknown).
+
+    ``expected_seq`` is where the sender must resume (a gap, or an update refused for its content);
+    ``field`` and ``item`` name what failed validation, never its value.
+    """
 
     code: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=_TYPE_PATTERN)]
     expected_seq: _Seq | None = None
+    field: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    item: Annotated[int, msgspec.Meta(ge=1, le=99)] | None = None
 
 
-class IdentityChange(_PersonalBody, frozen=True, forbid_unknown_fields=True):
-    """Register → CS: one resident's record created, modified or removed (size bounded by the frame)."""
+class Resume(_Body, frozen=True, forbid_unknown_fields=True):
+    """Sent by the receiving side of a sequenced stream as soon as the connection is up: the first
+    sequence number it has not committed, so the sender resumes there after a restart or a break."""
 
-    op: Literal["create", "modify", "remove"]
-    record: IdentityRecord
+    next_seq: Annotated[int, msgspec.Meta(ge=1, le=_SEQ_LIMIT - 1)]
 
 
-class CardEvent(_PersonalBody, frozen=True, forbid_unknown_fields=True):
-    """Register → CS: an event in the life of a resident's card."""
+_Entry = Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_ENTRY_BYTES)]
 
-    kind: Literal["issue", "revoke", "loss", "return", "suspension_lift"]
+
+class OutboxBatch(_Body, frozen=True, forbid_unknown_fields=True):
+    """CS → prefecture or card system: consecutive outbox entries from the envelope's ``s`` on, as
+    their canonical bytes, with one HSM signature over them (see :mod:`firmware_app.links.batch`)."""
+
+    entries: Annotated[list[_Entry], msgspec.Meta(min_length=1, max_length=MAX_BATCH_ENTRIES)]
+    signature: Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
+
+
+class MoveOutRequest(_Body, frozen=True, forbid_unknown_fields=True):
+    """Register → CS: the move-out certificate for a special move-in being filed (``s`` = request id)."""
+
     resident_code: _ResidentCode
-    occurred_on: _Date
 
 
-class Notify(_PersonalBody, frozen=True, forbid_unknown_fields=True):
-    """CS → prefecture: the notice of a change, signed by the CS."""
+class MoveOutReply(_Body, frozen=True, forbid_unknown_fields=True):
+    """CS → register: the certificate, or None when none is waiting (``s`` = the request's id)."""
 
-    resident_code: _ResidentCode
-    name: _Name
-    birth_date: _Date
-    sex: Annotated[str, msgspec.Meta(min_length=1, max_length=1)]
-    address: _Address
-    former_surname: _FormerSurname
-    individual_number: _IndividualNumber
-    change_reason: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
-    change_date: _Date
-    signature: Annotated[bytes, msgspec.Meta(max_length=128)]
+    certificate: MoveOutCertificate | None
+
+    def __repr__(self) -> str:
+        return "MoveOutReply(<redacted>)"
+
+
+class Query(_Body, frozen=True, forbid_unknown_fields=True):
+    """CS → national server: an identity query (CS function 5) by one key (``s`` = request id)."""
+
+    by: Literal["code", "number", "four"]
+    resident_code: Annotated[str, msgspec.Meta(max_length=11)] = ""
+    individual_number: Annotated[str, msgspec.Meta(max_length=12)] = ""
+    name: Annotated[str, msgspec.Meta(max_length=100)] = ""
+    sex: Annotated[str, msgspec.Meta(max_length=1)] = ""
+    birth_date: Annotated[str, msgspec.Meta(max_length=8)] = ""
+    address: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+    def __repr__(self) -> str:
+        return f"Query(by={self.by!r}, <redacted>)"
+
+
+class QueryResult(_Body, frozen=True, forbid_unknown_fields=True):
+    """National server → CS: the matching residents' nine items (``s`` = the query's id)."""
+
+    items: Annotated[list[CheckItem], msgspec.Meta(max_length=MAX_QUERY_RESULTS)]
+
+    def __repr__(self) -> str:
+        return f"QueryResult({len(self.items)} items)"
 
 
 DEFAULT_REGISTRY: Mapping[tuple[str, int], type[msgspec.Struct]] = MappingProxyType({
     ("ack", 1): Ack,
     ("error", 1): ErrorReport,
+    ("resume", 1): Resume,
     ("identity_change", 1): IdentityChange,
     ("card_event", 1): CardEvent,
-    ("notify", 1): Notify,
+    ("destination", 1): DestinationRecord,
+    ("moveout_certificate", 1): MoveOutCertificate,
+    ("moveout_request", 1): MoveOutRequest,
+    ("moveout_reply", 1): MoveOutReply,
+    ("outbox_batch", 1): OutboxBatch,
+    ("query", 1): Query,
+    ("query_result", 1): QueryResult,
 })
 
 
@@ -176,11 +214,11 @@ class MessageCodec:
             if _TYPE_NAME.match(envelope.t) is None:
                 raise ProtocolError(E_MALFORMED)
             known = envelope.t in self._types
-            raise ProtocolError(E_UNSUPPORTED_VERSION if known else E_UNKNOWN_TYPE)
+            raise ProtocolError(E_UNSUPPORTED_VERSION if known else E_UNKNOWN_TYPE, seq=envelope.s)
         try:
             body = decoder.decode(envelope.b)
         except msgspec.ValidationError:
-            raise ProtocolError(E_INVALID_FIELD) from None
+            raise ProtocolError(E_INVALID_FIELD, seq=envelope.s) from None
         except _MALFORMED_ERRORS:
-            raise ProtocolError(E_MALFORMED) from None
+            raise ProtocolError(E_MALFORMED, seq=envelope.s) from None
         return Message(envelope.t, envelope.v, envelope.s, body)

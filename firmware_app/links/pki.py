@@ -25,7 +25,7 @@ __all__ = ["DEMO_CA_NAME", "DEMO_LEAVES", "create_ca", "fingerprint_sha256", "is
 
 DEMO_CA_NAME = "cs-demo-ca"
 # The demo peers and the roles their certificates carry.
-DEMO_LEAVES = {"cs": "both", "register": "client", "prefecture": "server", "national": "both"}
+DEMO_LEAVES = {"cs": "both", "register": "client", "prefecture": "both", "national": "both"}
 
 _KEY_MODE = 0o600
 _CERT_MODE = 0o644

@@ -129,6 +129,10 @@ class IdentityFile:
         sealing_key = self._keyring.sealing_key(env.key_id)
         return env.version, sealing_key.open(env.sealed, envelope.aad(table, key, env.version, env.key_id))
 
+    def current_of(self, code5: bytes, value: bytes) -> Current:
+        """The current record stored as ``value`` under ``code5`` (read inside a caller's transaction)."""
+        return self._open_current(code5, value)
+
     def _open_current(self, code5: bytes, value: bytes) -> Current:
         version, plaintext = self._open(layout.IDENTITY, code5, value)
         try:

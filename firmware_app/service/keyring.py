@@ -30,6 +30,7 @@ _DECODER = msgspec.msgpack.Decoder(WrappedKey)
 #: Roles of data keys wrapped by the KEK.
 ROLE_IDENTITY = "identity"
 ROLE_INDEX = "index"
+ROLE_OUTBOX = "outbox"  # outbox entries waiting for a peer's acknowledgement
 
 
 class Keyring:
@@ -73,7 +74,7 @@ class Keyring:
             self._roles = roles
             self._sealed = False
             self._last_probe_s = self._clock.monotonic_s()
-            for role, use in ((ROLE_IDENTITY, "seal"), (ROLE_INDEX, "mac")):
+            for role, use in ((ROLE_IDENTITY, "seal"), (ROLE_INDEX, "mac"), (ROLE_OUTBOX, "seal")):
                 if role not in self._roles:
                     self._create(KEK_LABEL, use, role=role)
         except HsmUnavailable:
@@ -163,6 +164,10 @@ class Keyring:
     def identity_key(self) -> SealingKey:
         """The key current identity records are sealed with."""
         return self.sealing_key(self._role(ROLE_IDENTITY))
+
+    def outbox_key(self) -> SealingKey:
+        """The key outbox entries are sealed with."""
+        return self.sealing_key(self._role(ROLE_OUTBOX))
 
     def index_mac(self) -> IndexMac:
         """The blind-index MAC."""

@@ -22,13 +22,19 @@ from firmware_app.links.frames import FrameDecoder
 from firmware_app.links.messages import (
     DEFAULT_REGISTRY,
     Ack,
-    CardEvent,
     ErrorReport,
-    IdentityChange,
     Message,
     MessageCodec,
-    Notify,
+    MoveOutReply,
+    MoveOutRequest,
+    OutboxBatch,
+    Query,
+    QueryResult,
+    Resume,
 )
+from firmware_app.domain.check_item import check_item_of
+from firmware_app.domain.destination import destination_record_of
+from firmware_app.domain.updates import CardEvent, IdentityChange, MoveOutCertificate
 from peers.population import generate
 
 SENTINEL = "ZQXSENTINEL"
@@ -36,21 +42,25 @@ CODEC = MessageCodec(max_frame_bytes=64 * 1024)
 RECORD = next(generate(1, start=42))
 
 
-def _notify(**changes: object) -> Notify:
+def _moveout(**changes: object) -> MoveOutCertificate:
     fields: dict[str, object] = {
         "resident_code": "12345678901",
-        "name": "目黒\u3000花子",
+        "name_kanji": "目黒\u3000花子",
+        "name_kana": "メグロ\u3000ハナコ",
         "birth_date": "19900101",
         "sex": "2",
         "address": "東京都目黒区駒場一丁目1番1号",
-        "former_surname": "",
+        "honseki": "",
+        "hittousha": "",
         "individual_number": "123456789012",
-        "change_reason": "TENKYO",
-        "change_date": "20260401",
-        "signature": b"\x01" * 64,
+        "former_surname": "",
+        "from_municipality_code": "131105",
+        "to_municipality_code": "131121",
+        "planned_moveout_date": "20261201",
+        "planned_address": "東京都世田谷区池尻一丁目1番1号",
     }
     fields.update(changes)
-    return Notify(**fields)  # type: ignore[arg-type]
+    return MoveOutCertificate(**fields)  # type: ignore[arg-type]
 
 
 def _raw(envelope: object) -> bytes:
@@ -68,12 +78,12 @@ def _refusal(frame_body: bytes) -> ProtocolError:
     return exc
 
 
-def _envelope(body: object, t: str = "notify", v: int = 1, s: int = 3) -> bytes:
+def _envelope(body: object, t: str = "moveout_certificate", v: int = 1, s: int = 3) -> bytes:
     return _raw({"t": t, "v": v, "s": s, "b": body})
 
 
-def _notify_fields(**changes: object) -> dict[str, object]:
-    return {**msgspec.structs.asdict(_notify()), **changes}
+def _moveout_fields(**changes: object) -> dict[str, object]:
+    return {**msgspec.structs.asdict(_moveout()), **changes}
 
 
 BODIES = [
@@ -82,7 +92,14 @@ BODIES = [
     ("error", ErrorReport(code=E_MALFORMED)),
     ("identity_change", IdentityChange(op="modify", record=RECORD)),
     ("card_event", CardEvent(kind="suspension_lift", resident_code="12345678901", occurred_on="20260401")),
-    ("notify", _notify()),
+    ("resume", Resume(next_seq=1)),
+    ("destination", destination_record_of(RECORD, management_number="0000000001", processed_on="20260401")),
+    ("moveout_certificate", _moveout()),
+    ("moveout_request", MoveOutRequest(resident_code="12345678901")),
+    ("moveout_reply", MoveOutReply(_moveout())),
+    ("outbox_batch", OutboxBatch(entries=[b"\x01\x02"], signature=b"\x00" * 64)),
+    ("query", Query(by="number", individual_number="123456789012")),
+    ("query_result", QueryResult([check_item_of(RECORD)])),
 ]
 
 
@@ -106,7 +123,7 @@ def test_many_frames_pipelined() -> None:
 
 
 def test_repr_hides_personal_data() -> None:
-    message = CODEC.decode(CODEC.encode("notify", 1, _notify(name=SENTINEL))[4:])
+    message = CODEC.decode(CODEC.encode("moveout_certificate", 1, _moveout(name_kanji=SENTINEL))[4:])
     assert SENTINEL not in repr(message) and SENTINEL not in repr(message.body)
 
 
@@ -161,29 +178,28 @@ def test_unsupported_version() -> None:
 @pytest.mark.parametrize(
     "changes",
     [
-        {"name": SENTINEL * 20},
+        {"name_kanji": SENTINEL * 20},
         {"address": SENTINEL * 30},
         {"former_surname": SENTINEL * 5},
-        {"signature": SENTINEL.encode() * 12},
         {"resident_code": SENTINEL},
         {"resident_code": "１２３４５６７８９０１"},
         {"birth_date": SENTINEL},
         {"individual_number": SENTINEL[:10] + "12"},
         {"sex": SENTINEL},
-        {"change_reason": SENTINEL * 3},
-        {"name": 12345678},
-        {"signature": SENTINEL},
+        {"planned_moveout_date": SENTINEL * 3},
+        {"name_kanji": 12345678},
+        {"honseki": SENTINEL * 20},
         {SENTINEL: "x"},
     ],
     ids=lambda c: next(iter(c)).replace(SENTINEL, "unknown"),
 )
-def test_invalid_notify_fields(changes: dict[str, object]) -> None:
-    assert _refusal(_envelope(_notify_fields(**changes))).code == E_INVALID_FIELD
+def test_invalid_moveout_fields(changes: dict[str, object]) -> None:
+    assert _refusal(_envelope(_moveout_fields(**changes))).code == E_INVALID_FIELD
 
 
 def test_missing_field_is_invalid() -> None:
-    fields = _notify_fields()
-    del fields["signature"]
+    fields = _moveout_fields()
+    del fields["planned_address"]
     assert _refusal(_envelope(fields)).code == E_INVALID_FIELD
 
 
@@ -284,4 +300,4 @@ def test_mutated_frames_raise_only_protocol_error(item: tuple[str, msgspec.Struc
         message = CODEC.decode(bytes(body))
     except ProtocolError:
         return
-    assert isinstance(message.body, (Ack, ErrorReport, IdentityChange, CardEvent, Notify, IdentityRecord))
+    assert isinstance(message.body, tuple(DEFAULT_REGISTRY.values()))

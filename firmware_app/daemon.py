@@ -1,0 +1,228 @@
+"""``csd``, the Community Server daemon: one asyncio process, started from a TOML file.
+
+Start, in order: configuration → storage → HSM login and self-test → links → ready.
+Stop, one path for every cause (SIGTERM, SIGINT, a failed start): stop taking connections and
+updates → let open sessions commit what they accepted and the outbound links stop, within
+``drain_timeout_s`` → close the HSM session and the LMDB environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from firmware_app.clock import Clock, SystemClock
+from firmware_app.config import Config, ConfigError, load_config
+from firmware_app.links.connection import Connection
+from firmware_app.links.inbound import InboundSession
+from firmware_app.links.messages import MessageCodec
+from firmware_app.links.national_query import NationalQueryClient
+from firmware_app.links.outbound import OutboundLink
+from firmware_app.links.server import LinkServer
+from firmware_app.service.gateway import Gateway
+from firmware_app.service.identity_file import IdentityFile
+from firmware_app.service.intake import Intake
+from firmware_app.service.keyring import Keyring
+from firmware_app.service.outbox import Outbox
+from hsm.config import open_token
+from hsm.errors import HsmError
+from hsm.keys import Signer
+from hsm.labels import SIGNING_LABEL
+from hsm.token import Token
+from storage import layout
+from storage.errors import StorageError
+from storage.store import Store
+
+__all__ = ["Daemon", "StartFailed", "main"]
+
+log = logging.getLogger("csd")
+
+_OUTBOX_TABLES = {"prefecture": layout.OUTBOX_PREF, "card_system": layout.OUTBOX_NATIONAL}
+EXIT_CONFIG = 2
+EXIT_HSM = 3
+EXIT_STORAGE = 4
+
+
+class StartFailed(Exception):
+    """The daemon could not reach ready; ``exit_code`` says which stage failed."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Daemon:
+    """The running CS: storage, keys, service and links, started and stopped in order."""
+
+    def __init__(self, config: Config, *, clock: Clock | None = None, token: Token | None = None) -> None:
+        """``token``: an already logged-in session to use instead of logging in (tests; SoftHSM2
+        allows one login per process).  The daemon then leaves it open when it stops."""
+        self.config = config
+        self._clock = clock or SystemClock()
+        self.store: Store | None = None
+        self._token: Token | None = token
+        self._owns_token = token is None
+        self.keyring: Keyring | None = None
+        self.gateway: Gateway | None = None
+        self.server: LinkServer | None = None
+        self.outbound: dict[str, OutboundLink] = {}
+        self.national_query: NationalQueryClient | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ready = False
+
+    # -- start ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bring every part up in order; on failure everything started so far is closed again."""
+        try:
+            await asyncio.to_thread(self._open_storage)
+            await asyncio.to_thread(self._open_hsm)
+            self._build_service()
+            await self._start_links()
+        except BaseException:
+            await self.stop()
+            raise
+        self.ready = True
+        log.info("ready: listening on %s port %d", self.config.listen_host, self.server.port if self.server else 0)
+
+    def _open_storage(self) -> None:
+        try:
+            self.store = Store(self.config.store_path, map_size_bytes=self.config.map_size_bytes)
+        except StorageError as exc:
+            raise StartFailed(f"storage could not be opened: {exc}", EXIT_STORAGE) from None
+        log.info("storage open")
+
+    def _open_hsm(self) -> None:
+        assert self.store is not None
+        try:
+            if self._token is None:
+                self._token = open_token(self.config.hsm)
+            self.keyring = Keyring(self._token, self.store, self._clock, strict=self.config.strict_hsm)
+            self.keyring.open_blocking()
+            self._self_test()
+        except HsmError as exc:
+            raise StartFailed(f"HSM not usable: {exc}", EXIT_HSM) from None
+        log.info("HSM logged in, self-test passed, data keys unwrapped (strict=%s)", self.config.strict_hsm)
+
+    def _self_test(self) -> None:
+        """A signature made and verified, and a seal/open round trip, before anything is served."""
+        assert self._token is not None and self.keyring is not None
+        signer = Signer(self._token, SIGNING_LABEL)
+        probe = b"csd self-test"
+        signer.verify(probe, signer.sign(probe))
+        self.keyring.probe_blocking()
+        key = self.keyring.outbox_key()
+        if key.open(key.seal(probe, b"self-test"), b"self-test") != probe:
+            raise HsmError("seal/open self-test failed")
+
+    def _build_service(self) -> None:
+        assert self.store is not None and self.keyring is not None and self._token is not None
+        identity_file = IdentityFile(self.store, self.keyring, self._clock)
+        outboxes = {channel: Outbox(self.store, self.keyring, table) for channel, table in _OUTBOX_TABLES.items()}
+        intake = Intake(
+            self.store,
+            self.keyring,
+            identity_file,
+            prefecture=outboxes["prefecture"],
+            card_system=outboxes["card_system"],
+            clock=self._clock,
+            moveout_keep_days=self.config.moveout_keep_days,
+        )
+        self.gateway = Gateway(intake=intake, outboxes=outboxes, signer=Signer(self._token, SIGNING_LABEL))
+
+    async def _start_links(self) -> None:
+        assert self.gateway is not None
+        cfg = self.config
+        codec = MessageCodec(max_frame_bytes=cfg.limits.max_frame_bytes)
+        roles = {peer.pin_sha256: name for name, peer in cfg.peers.items()}
+        self.server = LinkServer(host=cfg.listen_host, port=cfg.listen_port, tls=cfg.tls(), roles=roles, handler=self._session, codec=codec)
+        await self.server.start()
+        for channel, peer in cfg.outbound().items():
+            endpoint = cfg.peers[peer].endpoint
+            assert endpoint is not None
+            link = OutboundLink(
+                channel,
+                endpoint,
+                cfg.tls_for(peer),
+                self.gateway,
+                codec,
+                window_entries=cfg.limits.window_entries,
+                batch_entries=cfg.limits.batch_entries,
+                backoff_initial_s=cfg.limits.backoff_initial_s,
+                backoff_max_s=cfg.limits.backoff_max_s,
+            )
+            self.outbound[channel] = link
+            self._tasks.append(asyncio.create_task(link.run(), name=f"outbound-{channel}"))
+        national = cfg.peers.get("national")
+        if national is not None and national.endpoint is not None:
+            self.national_query = NationalQueryClient(national.endpoint, cfg.tls_for("national"), codec)
+
+    async def _session(self, role: str, conn: Connection) -> None:
+        assert self.gateway is not None
+        await InboundSession(role, conn, self.gateway, max_group=self.config.limits.max_group).run()
+
+    # -- stop -----------------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Stop intake, drain within the time bound, then close the HSM session and LMDB."""
+        self.ready = False
+        drain_s = self.config.drain_timeout_s
+        if self.server is not None:
+            await self.server.close(timeout_s=drain_s)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.gateway is not None:
+            await asyncio.to_thread(self.gateway.close)
+        if self.keyring is not None:
+            self.keyring.seal()
+        if self._token is not None and self._owns_token:
+            await asyncio.to_thread(self._token.close_blocking)
+            self._token = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        log.info("stopped")
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGTERM or SIGINT, then stop cleanly."""
+    daemon = Daemon(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await daemon.start()
+    await stop.wait()
+    log.info("stopping: intake closed, draining for at most %.1f s", config.drain_timeout_s)
+    await daemon.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``csd --config FILE``."""
+    parser = argparse.ArgumentParser(prog="csd", description="Community Server daemon")
+    parser.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        log.error("configuration refused: %s", exc)
+        return EXIT_CONFIG
+    try:
+        asyncio.run(serve(config))
+    except StartFailed as exc:
+        log.error("start failed: %s", exc)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

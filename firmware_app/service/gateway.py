@@ -1,0 +1,124 @@
+"""The service's narrow async interface for links (and later the console): every blocking call
+runs on a worker thread — writes on one dedicated writer thread, so LMDB transactions never wait
+for each other's locks and group commits form naturally — and HSM or storage failures become
+``ServiceUnavailable`` (fail closed) at this boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from firmware_app.domain.notices import batch_signed_bytes
+from firmware_app.domain.updates import MoveOutCertificate
+from firmware_app.service.errors import ServiceUnavailable
+from firmware_app.service.intake import Applied, Intake, IntakeError, Update
+from firmware_app.service.outbox import Outbox, SignedBatch
+from hsm.errors import HsmError
+from hsm.keys import Signer
+from storage.errors import StorageError
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Bytes of entries per outbound batch (the frame limit is 1 MiB; entries are at most 16 KiB).
+_BATCH_MAX_BYTES = 512 * 1024
+
+
+@contextlib.contextmanager
+def _fail_closed(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (HsmError, StorageError) as exc:
+        log.error("%s failed: %s", what, type(exc).__name__)
+        raise ServiceUnavailable(f"{what} failed") from None
+
+
+class Gateway:
+    """Async access to the intake, the outboxes and the signer."""
+
+    def __init__(self, *, intake: Intake, outboxes: Mapping[str, Outbox], signer: Signer, reader_threads: int = 4) -> None:
+        self._intake = intake
+        self._outboxes = dict(outboxes)
+        self._signer = signer
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="cs-writer")
+        self._readers = ThreadPoolExecutor(reader_threads, thread_name_prefix="cs-reader")
+        self._events: dict[str, asyncio.Event] = {}
+        self.updates_applied = 0
+
+    async def _run(self, pool: ThreadPoolExecutor, what: str, fn: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+
+        def call() -> T:
+            with _fail_closed(what):
+                return fn(*args)
+
+        return await loop.run_in_executor(pool, call)
+
+    def close(self) -> None:
+        """Wait for running calls, then stop the threads (after the links have stopped)."""
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+
+    # -- inbound ----------------------------------------------------------------------------------
+
+    async def inbox_next(self, peer: str) -> int:
+        return await self._run(self._readers, "reading the inbox cursor", self._intake.inbox_next_blocking, peer)
+
+    async def apply(self, peer: str, first_seq: int, updates: Sequence[Update]) -> Applied:
+        try:
+            applied = await self._run(self._writer, "applying updates", self._intake.apply_blocking, peer, first_seq, updates)
+        except IntakeError as exc:
+            log.error("intake from %s: %s", peer, exc)
+            raise ServiceUnavailable("intake cursor moved") from None
+        if applied.count:
+            self.updates_applied += applied.count
+            for event in self._events.values():
+                event.set()
+        return applied
+
+    async def moveout_for(self, resident_code: str) -> MoveOutCertificate | None:
+        return await self._run(self._readers, "reading a move-out certificate", self._intake.moveout_for_blocking, resident_code)
+
+    # -- outbound ---------------------------------------------------------------------------------
+
+    def outbox_event(self, channel: str) -> asyncio.Event:
+        """Set whenever an intake group committed (the channel may have entries to send)."""
+        event = self._events.get(channel)
+        if event is None:
+            event = self._events[channel] = asyncio.Event()
+            event.set()
+        return event
+
+    async def outbox_acked_through(self, channel: str) -> int:
+        state = await self._run(self._readers, "reading the outbox", self._outboxes[channel].state_blocking)
+        return state.acked_through
+
+    async def outbox_next_seq(self, channel: str) -> int:
+        state = await self._run(self._readers, "reading the outbox", self._outboxes[channel].state_blocking)
+        return state.next_seq
+
+    async def outbox_depth(self, channel: str) -> int:
+        state = await self._run(self._readers, "reading the outbox", self._outboxes[channel].state_blocking)
+        return state.depth
+
+    async def outbox_batch(self, channel: str, from_seq: int, max_entries: int) -> SignedBatch | None:
+        return await self._run(self._readers, "preparing a batch", self._batch_blocking, channel, from_seq, max_entries)
+
+    def _batch_blocking(self, channel: str, from_seq: int, max_entries: int) -> SignedBatch | None:
+        pending = self._outboxes[channel].pending_blocking(from_seq, limit=max_entries, max_bytes=_BATCH_MAX_BYTES)
+        if not pending:
+            return None
+        entries = [data for _, data in pending]
+        signature = self._signer.sign(batch_signed_bytes(channel, from_seq, entries))
+        return SignedBatch(from_seq, entries, signature)
+
+    async def outbox_acked(self, channel: str, through_seq: int) -> None:
+        await self._run(self._writer, "recording an acknowledgement", self._outboxes[channel].acked_blocking, through_seq)

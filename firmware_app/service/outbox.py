@@ -1,0 +1,127 @@
+"""A transactional outbox: entries staged in the same LMDB transaction as the change that caused
+them, sent in sequence order, deleted once the peer acknowledged them.
+
+Keys are 8-byte big-endian sequence numbers from 1; ``meta`` holds the next number to assign and
+the highest acknowledged one.  Values are sealed under the outbox data key, bound to table, key
+and key id, so an entry moved to another sequence number no longer opens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from firmware_app.service.keyring import Keyring
+from storage import envelope, layout
+from storage.errors import CorruptValue
+from storage.store import Reader, Store, Writer
+
+__all__ = ["Outbox", "OutboxState", "SignedBatch"]
+
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class OutboxState:
+    """How far an outbox has got: the next sequence number to assign and the highest acknowledged."""
+
+    next_seq: int
+    acked_through: int
+
+    @property
+    def depth(self) -> int:
+        """Entries staged and not yet acknowledged."""
+        return self.next_seq - 1 - self.acked_through
+
+
+@dataclass(frozen=True)
+class SignedBatch:
+    """Consecutive outbox entries from ``first_seq`` and the HSM's signature over them."""
+
+    first_seq: int
+    entries: list[bytes]
+    signature: bytes
+
+
+class Outbox:
+    """One peer's outbox in table ``table`` (``layout.OUTBOX_PREF`` or ``layout.OUTBOX_NATIONAL``)."""
+
+    def __init__(self, store: Store, keyring: Keyring, table: str) -> None:
+        if table not in layout.OUTBOXES:
+            raise ValueError("not an outbox table")
+        self.table = table
+        self._store = store
+        self._keyring = keyring
+        self._next_key = f"outbox_next:{table}".encode()
+        self._acked_key = f"outbox_acked:{table}".encode()
+
+    def __repr__(self) -> str:
+        return f"Outbox({self.table!r})"
+
+    def _state(self, r: Reader) -> OutboxState:
+        next_value = r.get(layout.META, self._next_key)
+        acked_value = r.get(layout.META, self._acked_key)
+        return OutboxState(
+            1 if next_value is None else layout.unpack_u64(next_value),
+            0 if acked_value is None else layout.unpack_u64(acked_value),
+        )
+
+    def state_blocking(self) -> OutboxState:
+        """The outbox's cursors as committed."""
+        with self._store.read() as r:
+            return self._state(r)
+
+    def stage(self, w: Writer, entries: list[bytes]) -> int:
+        """Seal and append ``entries`` (canonical bytes) inside the caller's transaction; returns
+        the sequence number of the first (nothing is appended for an empty list)."""
+        first = self._state(w).next_seq
+        if not entries:
+            return first
+        key = self._keyring.outbox_key()
+        seal, key_id = key.seal, key.key_id
+        seq = first
+        for data in entries:
+            skey = layout.pack_u64(seq)
+            sealed = seal(data, envelope.aad(self.table, skey, _VERSION, key_id))
+            w.put(self.table, skey, envelope.pack(key_id, _VERSION, sealed), overwrite=False)
+            seq += 1
+        w.put(layout.META, self._next_key, layout.pack_u64(seq))
+        return first
+
+    def pending_blocking(self, from_seq: int, *, limit: int, max_bytes: int) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` entries (and about ``max_bytes``) from ``from_seq`` on, opened, in order."""
+        self._keyring.ensure_live()
+        out: list[tuple[int, bytes]] = []
+        size = 0
+        with self._store.read() as r:
+            expected = from_seq
+            for skey, value in r.items(self.table, layout.pack_u64(from_seq)):
+                seq = layout.unpack_u64(skey)
+                if seq != expected:
+                    raise CorruptValue("outbox sequence numbers are not contiguous")
+                env = envelope.unpack(value)
+                data = self._keyring.sealing_key(env.key_id).open(env.sealed, envelope.aad(self.table, skey, env.version, env.key_id))
+                out.append((seq, data))
+                size += len(data)
+                expected += 1
+                if len(out) >= limit or size >= max_bytes:
+                    break
+        return out
+
+    def acked_blocking(self, through_seq: int) -> int:
+        """Record an acknowledgement in its own transaction (see :meth:`stage_acked`)."""
+        return self._store.write(lambda w: self.stage_acked(w, through_seq))
+
+    def stage_acked(self, w: Writer, through_seq: int) -> int:
+        """Record the peer's acknowledgement of every entry up to ``through_seq`` and delete them;
+        returns how many were deleted.  An acknowledgement at or below the last one changes nothing;
+        one beyond what was staged is refused (the peer claims what it cannot have)."""
+        state = self._state(w)
+        if through_seq <= state.acked_through:
+            return 0
+        if through_seq >= state.next_seq:
+            raise ValueError("acknowledgement beyond the last staged entry")
+        deleted = 0
+        for seq in range(state.acked_through + 1, through_seq + 1):
+            deleted += w.delete(self.table, layout.pack_u64(seq))
+        w.put(layout.META, self._acked_key, layout.pack_u64(through_seq))
+        return deleted
