@@ -19,6 +19,7 @@ from pathlib import Path
 from firmware_app.clock import Clock, SystemClock
 from firmware_app.config import Config, ConfigError, load_config
 from firmware_app.links.connection import Connection
+from firmware_app.links.consistency_link import ConsistencyHandlers
 from firmware_app.links.inbound import InboundSession
 from firmware_app.links.messages import MessageCodec
 from firmware_app.links.national_query import NationalQueryClient
@@ -133,7 +134,9 @@ class Daemon:
             clock=self._clock,
             moveout_keep_days=self.config.moveout_keep_days,
         )
-        self.gateway = Gateway(intake=intake, outboxes=outboxes, signer=Signer(self._token, SIGNING_LABEL))
+        self.gateway = Gateway(
+            store=self.store, keyring=self.keyring, intake=intake, outboxes=outboxes, signer=Signer(self._token, SIGNING_LABEL)
+        )
 
     async def _start_links(self) -> None:
         assert self.gateway is not None
@@ -164,7 +167,8 @@ class Daemon:
 
     async def _session(self, role: str, conn: Connection) -> None:
         assert self.gateway is not None
-        await InboundSession(role, conn, self.gateway, max_group=self.config.limits.max_group).run()
+        consistency = ConsistencyHandlers(self.gateway)
+        await InboundSession(role, conn, self.gateway, max_group=self.config.limits.max_group, extra_requests=consistency.handlers).run()
 
     # -- stop -----------------------------------------------------------------------------------
 

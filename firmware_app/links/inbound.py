@@ -32,8 +32,8 @@ UPDATE_TYPES: Mapping[str, frozenset[str]] = {
 #: The request types each role may send (answered with the request's own ``s``).
 REQUEST_TYPES: Mapping[str, frozenset[str]] = {
     "register": frozenset({"moveout_request"}),
-    "national": frozenset(),
-    "prefecture": frozenset(),
+    "national": frozenset({"check_request", "digest_request", "items_request"}),
+    "prefecture": frozenset({"check_request", "digest_request", "items_request"}),
 }
 
 RequestHandler = Callable[[Connection, Message], Awaitable[None]]
@@ -71,7 +71,8 @@ class InboundSession:
         self._requests: dict[str, RequestHandler] = {}
         if "moveout_request" in REQUEST_TYPES.get(role, frozenset()):
             self._requests["moveout_request"] = self._moveout
-        self._requests.update(extra_requests or {})
+        allowed = REQUEST_TYPES.get(role, frozenset())
+        self._requests.update({t: h for t, h in (extra_requests or {}).items() if t in allowed})
         self._pending: list[object] = []
         self._wake = asyncio.Event()
         self._room = asyncio.Event()

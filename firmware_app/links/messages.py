@@ -26,7 +26,14 @@ __all__ = [
     "MAX_BATCH_ENTRIES",
     "MAX_ENTRY_BYTES",
     "Ack",
+    "CheckChunk",
+    "CheckEnd",
+    "CheckRequest",
+    "DigestReply",
+    "DigestRequest",
     "ErrorReport",
+    "ItemsReply",
+    "ItemsRequest",
     "Message",
     "MessageCodec",
     "MoveOutReply",
@@ -53,6 +60,9 @@ _ResidentCode = Annotated[str, msgspec.Meta(min_length=11, max_length=11, patter
 MAX_BATCH_ENTRIES = 1024
 MAX_ENTRY_BYTES = 16 * 1024
 MAX_QUERY_RESULTS = 100
+#: Check data and digest exchanges travel in pieces below the default frame limit.
+MAX_CHUNK_BYTES = 960 * 1024
+MAX_ITEMS_CODES = 5_000
 
 
 class _Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -142,6 +152,55 @@ class QueryResult(_Body, frozen=True, forbid_unknown_fields=True):
         return f"QueryResult({len(self.items)} items)"
 
 
+class CheckRequest(_Body, frozen=True, forbid_unknown_fields=True):
+    """Prefecture or national → CS: send the full check data (``s`` = request id); ``context`` (a
+    nonce) goes into the signed trailer so an old answer cannot be replayed for this request."""
+
+    context: Annotated[bytes, msgspec.Meta(max_length=64)] = b""
+
+
+class CheckChunk(_Body, frozen=True, forbid_unknown_fields=True):
+    """CS → requester: a run of framed check items (``s`` = the request's id)."""
+
+    framed: Annotated[bytes, msgspec.Meta(max_length=MAX_CHUNK_BYTES)]
+
+    def __repr__(self) -> str:
+        return f"CheckChunk({len(self.framed)} bytes)"
+
+
+class CheckEnd(_Body, frozen=True, forbid_unknown_fields=True):
+    """CS → requester: the signed trailer closing the check data (``s`` = the request's id)."""
+
+    trailer: Annotated[bytes, msgspec.Meta(max_length=512)]
+
+
+class DigestRequest(_Body, frozen=True, forbid_unknown_fields=True):
+    """One round of the range-digest exchange (a ``consistency.messages.Request``, encoded)."""
+
+    request: Annotated[bytes, msgspec.Meta(max_length=MAX_CHUNK_BYTES)]
+
+
+class DigestReply(_Body, frozen=True, forbid_unknown_fields=True):
+    """The CS's ``consistency.messages.Response`` to one round, encoded."""
+
+    response: Annotated[bytes, msgspec.Meta(max_length=MAX_CHUNK_BYTES)]
+
+
+class ItemsRequest(_Body, frozen=True, forbid_unknown_fields=True):
+    """The check items of the residents a reconciliation found different (``s`` = request id)."""
+
+    codes: Annotated[list[Annotated[int, msgspec.Meta(ge=0, lt=10**11)]], msgspec.Meta(max_length=MAX_ITEMS_CODES)]
+
+
+class ItemsReply(_Body, frozen=True, forbid_unknown_fields=True):
+    """The framed check items of those residents still in the file (``s`` = the request's id)."""
+
+    framed: Annotated[bytes, msgspec.Meta(max_length=MAX_CHUNK_BYTES)]
+
+    def __repr__(self) -> str:
+        return f"ItemsReply({len(self.framed)} bytes)"
+
+
 DEFAULT_REGISTRY: Mapping[tuple[str, int], type[msgspec.Struct]] = MappingProxyType({
     ("ack", 1): Ack,
     ("error", 1): ErrorReport,
@@ -155,6 +214,13 @@ DEFAULT_REGISTRY: Mapping[tuple[str, int], type[msgspec.Struct]] = MappingProxyT
     ("outbox_batch", 1): OutboxBatch,
     ("query", 1): Query,
     ("query_result", 1): QueryResult,
+    ("check_request", 1): CheckRequest,
+    ("check_chunk", 1): CheckChunk,
+    ("check_end", 1): CheckEnd,
+    ("digest_request", 1): DigestRequest,
+    ("digest_reply", 1): DigestReply,
+    ("items_request", 1): ItemsRequest,
+    ("items_reply", 1): ItemsReply,
 })
 
 

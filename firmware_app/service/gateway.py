@@ -9,18 +9,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from firmware_app.domain.notices import batch_signed_bytes
 from firmware_app.domain.updates import MoveOutCertificate
+from firmware_app.consistency.range_digest import RangeTree
+from firmware_app.service.check_data import (
+    CheckChunk,
+    CheckTrailer,
+    CheckWorkers,
+    check_items_blocking,
+    check_tree_blocking,
+    encode_trailer,
+    produce_check_data_blocking,
+)
 from firmware_app.service.errors import ServiceUnavailable
+from firmware_app.service.keyring import Keyring
 from firmware_app.service.intake import Applied, Intake, IntakeError, Update
 from firmware_app.service.outbox import Outbox, SignedBatch
 from hsm.errors import HsmError
 from hsm.keys import Signer
 from storage.errors import StorageError
+from storage.store import Store
 
 __all__ = ["Gateway"]
 
@@ -30,6 +43,12 @@ T = TypeVar("T")
 
 #: Bytes of entries per outbound batch (the frame limit is 1 MiB; entries are at most 16 KiB).
 _BATCH_MAX_BYTES = 512 * 1024
+#: Check-data chunks produced ahead of the link (each ~140 KB).
+_CHECK_CHUNKS_AHEAD = 4
+
+
+class _Abandoned(Exception):
+    """The link went away while check data was being produced."""
 
 
 @contextlib.contextmanager
@@ -44,7 +63,20 @@ def _fail_closed(what: str) -> Iterator[None]:
 class Gateway:
     """Async access to the intake, the outboxes and the signer."""
 
-    def __init__(self, *, intake: Intake, outboxes: Mapping[str, Outbox], signer: Signer, reader_threads: int = 4) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        keyring: Keyring,
+        intake: Intake,
+        outboxes: Mapping[str, Outbox],
+        signer: Signer,
+        check_workers: CheckWorkers | None = None,
+        reader_threads: int = 4,
+    ) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._check_workers = check_workers
         self._intake = intake
         self._outboxes = dict(outboxes)
         self._signer = signer
@@ -53,12 +85,12 @@ class Gateway:
         self._events: dict[str, asyncio.Event] = {}
         self.updates_applied = 0
 
-    async def _run(self, pool: ThreadPoolExecutor, what: str, fn: Callable[..., T], *args: object) -> T:
+    async def _run(self, pool: ThreadPoolExecutor, what: str, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         loop = asyncio.get_running_loop()
 
         def call() -> T:
             with _fail_closed(what):
-                return fn(*args)
+                return fn(*args, **kwargs)
 
         return await loop.run_in_executor(pool, call)
 
@@ -119,6 +151,55 @@ class Gateway:
         entries = [data for _, data in pending]
         signature = self._signer.sign(batch_signed_bytes(channel, from_seq, entries))
         return SignedBatch(from_seq, entries, signature)
+
+    # -- consistency check --------------------------------------------------------------------------
+
+    async def check_data(self, context: bytes) -> AsyncIterator[bytes | tuple[str, bytes]]:
+        """The full check data as framed chunks, then ``("end", trailer bytes)``; produced on a
+        reader thread at most a few chunks ahead of the link."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        slots = threading.Semaphore(_CHECK_CHUNKS_AHEAD)
+        abandoned = threading.Event()
+
+        def send(chunk: CheckChunk) -> None:
+            while not slots.acquire(timeout=0.5):
+                if abandoned.is_set():
+                    raise _Abandoned()
+            loop.call_soon_threadsafe(queue.put_nowait, chunk.framed)
+
+        def produce() -> CheckTrailer:
+            return produce_check_data_blocking(self._store, self._keyring, self._signer, send, context=context, workers=self._check_workers)
+
+        producer = asyncio.ensure_future(self._run(self._readers, "producing check data", produce))
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, producer}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    slots.release()
+                    yield getter.result()
+                    continue
+                getter.cancel()
+                while not queue.empty():
+                    slots.release()
+                    yield queue.get_nowait()
+                yield ("end", encode_trailer(await producer))
+                return
+        finally:
+            abandoned.set()
+            if not producer.done():
+                with contextlib.suppress(BaseException):
+                    await producer
+
+    async def check_tree(self) -> RangeTree:
+        """The range-digest tree of the current file (one snapshot)."""
+        return await self._run(self._readers, "building the range-digest tree", check_tree_blocking, self._store, self._keyring, workers=self._check_workers)
+
+    async def check_items(self, codes: list[int]) -> bytes:
+        """The framed check items of ``codes`` (those still in the file)."""
+        chunk = await self._run(self._readers, "reading check items", check_items_blocking, self._store, self._keyring, codes)
+        return chunk.framed
 
     async def outbox_acked(self, channel: str, through_seq: int) -> None:
         await self._run(self._writer, "recording an acknowledgement", self._outboxes[channel].acked_blocking, through_seq)
