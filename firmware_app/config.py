@@ -206,8 +206,11 @@ def load_config(path: Path) -> Config:
     peers_t.done()
     if "register" not in peers:
         raise ConfigError("peers.register is required")
-    if len({p.pin_sha256 for p in peers.values()}) != len(peers):
-        raise ConfigError("two peers share one certificate pin")
+    pinned_by: dict[str, str] = {}
+    for name, peer_config in peers.items():
+        other = pinned_by.setdefault(peer_config.pin_sha256, name)
+        if other != name:
+            raise ConfigError(f"peers.{name}.pin_sha256 is the same as peers.{other}.pin_sha256 (two peers share one certificate pin)")
 
     links = top.table("links")
     limits = LinkLimits(

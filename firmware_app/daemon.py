@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import signal
 import sys
@@ -19,8 +20,9 @@ from pathlib import Path
 from firmware_app.clock import Clock, SystemClock
 from firmware_app.config import Config, ConfigError, load_config
 from firmware_app.links.connection import Connection
+from firmware_app.links.errors import LinkError
 from firmware_app.links.consistency_link import ConsistencyHandlers
-from firmware_app.links.inbound import InboundSession
+from firmware_app.links.inbound import InboundSession, describe_sessions
 from firmware_app.links.messages import MessageCodec
 from firmware_app.links.national_query import NationalQueryClient
 from firmware_app.links.outbound import OutboundLink
@@ -47,6 +49,7 @@ _OUTBOX_TABLES = {"prefecture": layout.OUTBOX_PREF, "card_system": layout.OUTBOX
 EXIT_CONFIG = 2
 EXIT_HSM = 3
 EXIT_STORAGE = 4
+EXIT_LINKS = 5
 
 
 class StartFailed(Exception):
@@ -74,6 +77,8 @@ class Daemon:
         self.outbound: dict[str, OutboundLink] = {}
         self.national_query: NationalQueryClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._sessions: set[InboundSession] = set()
+        self._stopping = False
         self.ready = False
 
     # -- start ----------------------------------------------------------------------------------
@@ -84,7 +89,10 @@ class Daemon:
             await asyncio.to_thread(self._open_storage)
             await asyncio.to_thread(self._open_hsm)
             self._build_service()
-            await self._start_links()
+            try:
+                await self._start_links()
+            except (OSError, LinkError) as exc:
+                raise StartFailed(f"links could not start: {type(exc).__name__}: {exc}", EXIT_LINKS) from None
         except BaseException:
             await self.stop()
             raise
@@ -94,7 +102,7 @@ class Daemon:
     def _open_storage(self) -> None:
         try:
             self.store = Store(self.config.store_path, map_size_bytes=self.config.map_size_bytes)
-        except StorageError as exc:
+        except (StorageError, OSError) as exc:  # OSError: the directory cannot be made (a file in the way, permissions)
             raise StartFailed(f"storage could not be opened: {exc}", EXIT_STORAGE) from None
         log.info("storage open")
 
@@ -168,15 +176,33 @@ class Daemon:
     async def _session(self, role: str, conn: Connection) -> None:
         assert self.gateway is not None
         consistency = ConsistencyHandlers(self.gateway)
-        await InboundSession(role, conn, self.gateway, max_group=self.config.limits.max_group, extra_requests=consistency.handlers).run()
+        session = InboundSession(
+            role,
+            conn,
+            self.gateway,
+            max_group=self.config.limits.max_group,
+            extra_requests=consistency.handlers,
+            drain_timeout_s=self.config.drain_timeout_s,
+        )
+        if self._stopping:
+            return  # stopping: no new sessions
+        self._sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self._sessions.discard(session)
 
     # -- stop -----------------------------------------------------------------------------------
 
     async def stop(self) -> None:
         """Stop intake, drain within the time bound, then close the HSM session and LMDB."""
         self.ready = False
+        self._stopping = True
         drain_s = self.config.drain_timeout_s
         if self.server is not None:
+            await self.server.stop_accepting()
+            for session in list(self._sessions):
+                session.stop()
             await self.server.close(timeout_s=drain_s)
         for task in self._tasks:
             task.cancel()
@@ -185,7 +211,7 @@ class Daemon:
         if self.gateway is not None:
             await asyncio.to_thread(self.gateway.close)
         if self.keyring is not None:
-            self.keyring.seal()
+            self.keyring.seal(reason="stopping")
         if self._token is not None and self._owns_token:
             await asyncio.to_thread(self._token.close_blocking)
             self._token = None
@@ -195,6 +221,14 @@ class Daemon:
         log.info("stopped")
 
 
+def _dump_tasks() -> None:
+    """SIGUSR2: every asyncio task's stack to stderr (code locations only), for a stalled daemon."""
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
+    for line in describe_sessions():
+        print(f"session {line}", file=sys.stderr)
+
+
 async def serve(config: Config) -> None:
     """Run until SIGTERM or SIGINT, then stop cleanly."""
     daemon = Daemon(config)
@@ -202,6 +236,7 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
     await daemon.start()
     await stop.wait()
     log.info("stopping: intake closed, draining for at most %.1f s", config.drain_timeout_s)
@@ -215,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # SIGUSR1 writes every thread's stack to stderr (code locations only, never data): for a hung daemon.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

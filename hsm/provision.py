@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--module", default=None, help="PKCS#11 module path (real HSM)")
     parser.add_argument("--token-label", default="cs-appliance")
     parser.add_argument("--pin-file", type=Path, default=None, help="file holding the user PIN (mode 0600)")
+    parser.add_argument("--public-key-out", type=Path, default=None, help="write the signing key's public half here (DER), for the peers")
     args = parser.parse_args(argv)
     try:
         if args.softhsm:
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         token = open_token(config)
         try:
             created = provision_keys(token, dt.date.today())
+            if args.public_key_out is not None:
+                args.public_key_out.write_bytes(token.public_key_der_blocking(SIGNING_LABEL))
         finally:
             token.close_blocking()
     except HsmError as exc:

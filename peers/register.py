@@ -50,6 +50,10 @@ class RegisterClient:
         self.refused: list[Refused] = []
         self.connections = 0
         self.gaps = 0
+        #: Times the CS resumed below what it had already acknowledged (an acknowledged update lost).
+        self.resume_regressions = 0
+        self.failures: list[str] = []
+        self.other_errors: list[tuple[int, str, int | None]] = []
         self._wake = asyncio.Event()
         self._acked = asyncio.Event()
         self._conn: Connection | None = None
@@ -92,6 +96,10 @@ class RegisterClient:
                 delay_s = 0.05
             except (OSError, ssl.SSLError, LinkError, TimeoutError) as exc:
                 log.debug("register link down: %s", type(exc).__name__)
+                self.failures.append(type(exc).__name__)
+            except Exception as exc:  # a simulator must never die silently mid-test
+                log.exception("register link failed unexpectedly")
+                self.failures.append(f"unexpected {type(exc).__name__}: {exc}")
             self._conn = None
             await asyncio.sleep(delay_s * random.uniform(0.5, 1.0))
             delay_s = min(delay_s * 2, backoff_max_s)
@@ -108,6 +116,8 @@ class RegisterClient:
             first = await asyncio.wait_for(conn.recv(), self._tls.handshake_timeout_s)
             if not isinstance(first.body, Resume):
                 raise ConnectionClosed("CS did not say where to resume")
+            if first.body.next_seq - 1 < self.acked_through:
+                self.resume_regressions += 1
             self._mark_acked(first.body.next_seq - 1)
             self.connections += 1
             self._conn = conn
@@ -172,6 +182,7 @@ class RegisterClient:
             state["next"] = seq
         else:
             log.warning("register: CS reported %s", report.code)
+            self.other_errors.append((seq, report.code, report.expected_seq))
         self._wake.set()
 
     def _mark_acked(self, through: int) -> None:
@@ -181,3 +192,18 @@ class RegisterClient:
                 self.acked_at[seq] = now
             self.acked_through = through
             self._acked.set()
+            self._wake.set()  # the window has room again
+
+
+def submit_event(client: RegisterClient, event: object) -> int:
+    """Queue one event of ``peers.register_stream`` as the message the register sends for it."""
+    from firmware_app.domain.updates import CardEvent, IdentityChange
+    from peers.register_stream import CardChange, Change, DestinationDue
+
+    if isinstance(event, Change):
+        return client.submit("identity_change", IdentityChange(event.op, event.record))
+    if isinstance(event, CardChange):
+        return client.submit("card_event", CardEvent(event.kind, event.resident_code, event.occurred_on))
+    if isinstance(event, DestinationDue):
+        return client.submit("destination", event.record)
+    raise TypeError("not a register stream event")

@@ -72,6 +72,14 @@ class Connection:
         seq = error.seq if error.seq is not None else 0
         self.send("error", seq, ErrorReport(error.code, expected_seq=error.expected_seq, field=field, item=item))
 
+    def transport_state(self) -> str:
+        """Flow-control state of the transport, for diagnostics."""
+        transport = self._writer.transport
+        if transport is None or transport.is_closing():
+            return "closed"
+        reading = "reading" if transport.is_reading() else "paused"
+        return f"{reading} buffered_in={len(self._reader._buffer)} frames_ready={len(self._frames)} out={transport.get_write_buffer_size()}"
+
     @property
     def needs_drain(self) -> bool:
         """True when enough is buffered that the sender should wait for the peer."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
@@ -37,6 +38,12 @@ REQUEST_TYPES: Mapping[str, frozenset[str]] = {
 }
 
 RequestHandler = Callable[[Connection, Message], Awaitable[None]]
+_SESSIONS: weakref.WeakSet[InboundSession] = weakref.WeakSet()
+
+
+def describe_sessions() -> list[str]:
+    """A line per open inbound session (see :meth:`InboundSession.describe`)."""
+    return [session.describe() for session in list(_SESSIONS)]
 
 
 class InboundPort(Protocol):
@@ -61,6 +68,7 @@ class InboundSession:
         max_group: int = 1024,
         max_pending: int = 8192,
         extra_requests: Mapping[str, RequestHandler] | None = None,
+        drain_timeout_s: float = 10.0,
     ) -> None:
         self.role = role
         self._conn = conn
@@ -78,24 +86,43 @@ class InboundSession:
         self._room = asyncio.Event()
         self._sequence: InboundSequence | None = None
         self._failed = False
+        self._drain_timeout_s = drain_timeout_s
+        self._reading: asyncio.Task[None] | None = None
+        _SESSIONS.add(self)
+
+    def describe(self) -> str:
+        """One line of state for an operator's dump (no data): cursors, backlog, bytes."""
+        seq = self._sequence
+        cursors = f"received<{seq.expected_next} committed<{seq.committed_next}" if seq else "no sequence"
+        return f"{self.role}: {cursors} pending={len(self._pending)} bytes_in={self._conn.bytes_in} {self._conn.transport_state()}"
 
     async def run(self) -> None:
         """Read and answer until the peer leaves; what was accepted is committed before returning."""
         if self._updates:
             self._sequence = InboundSequence(await self._port.inbox_next(self.role))
             self._conn.send("resume", 0, Resume(self._sequence.expected_next))
+            log.info("link %s connected, resuming at %d", self.role, self._sequence.expected_next)
         committer = asyncio.create_task(self._commit_loop(), name=f"commit-{self.role}")
+        self._reading = asyncio.create_task(self._read_loop(), name=f"read-{self.role}")
         try:
-            await self._read_loop()
+            await self._reading
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise  # the session itself is cancelled, not just its reading
         finally:
             # What the peer sent and we accepted is committed (it will be a repeat if resent).
             self._wake.set()
             try:
-                await asyncio.wait_for(self._drained(), 10.0)
+                await asyncio.wait_for(self._drained(), self._drain_timeout_s)
             except (TimeoutError, asyncio.TimeoutError):
                 log.warning("link %s: pending updates not committed before close; the peer will resend", self.role)
             committer.cancel()
             await asyncio.gather(committer, return_exceptions=True)
+
+    def stop(self) -> None:
+        """Stop reading (intake closes at once); what was accepted is still committed and acked."""
+        if self._reading is not None and not self._reading.done():
+            self._reading.cancel()
 
     async def _drained(self) -> None:
         while self._pending and not self._failed:
@@ -154,6 +181,10 @@ class InboundSession:
                     applied = await self._port.apply(self.role, first, group)
                 except ServiceUnavailable:
                     log.error("link %s: updates refused, the service is unavailable", self.role)
+                    self._fail(ProtocolError(E_UNAVAILABLE, expected_seq=first, seq=first))
+                    return
+                except Exception:
+                    log.exception("link %s: commit failed unexpectedly; closing the session", self.role)
                     self._fail(ProtocolError(E_UNAVAILABLE, expected_seq=first, seq=first))
                     return
                 self._record(first, applied)

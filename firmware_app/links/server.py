@@ -89,7 +89,9 @@ class LinkServer:
             self._server.close()
 
     async def close(self, *, timeout_s: float) -> None:
-        """Stop accepting, give open sessions ``timeout_s`` to end, then cancel them."""
+        """Stop accepting, give open sessions ``timeout_s`` to end, then cancel them.
+
+        Call the sessions' own ``stop`` first so that they stop reading and only finish committing."""
         await self.stop_accepting()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)

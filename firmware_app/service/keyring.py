@@ -101,10 +101,15 @@ class Keyring:
             # Its epoch key was destroyed: what it encrypted is cryptographically erased.
             self._erased.add(wk.key_id)
 
-    def seal(self) -> None:
-        """Forget every unwrapped key; the identity file refuses personal data until restart."""
+    def seal(self, *, reason: str | None = None) -> None:
+        """Forget every unwrapped key; the identity file refuses personal data until restart.
+
+        ``reason`` names an orderly seal (a stop), logged at INFO; without one the seal is a failure."""
         if not self._sealed:
-            log.error("keyring sealed: personal data refused until restart")
+            if reason is None:
+                log.error("keyring sealed: personal data refused until restart")
+            else:
+                log.info("keyring sealed (%s)", reason)
         self._sealed = True
         self._keys.clear()
         self._macs.clear()

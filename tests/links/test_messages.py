@@ -25,6 +25,13 @@ from firmware_app.links.messages import (
     ErrorReport,
     Message,
     MessageCodec,
+    CheckChunk,
+    CheckEnd,
+    CheckRequest,
+    DigestReply,
+    DigestRequest,
+    ItemsReply,
+    ItemsRequest,
     MoveOutReply,
     MoveOutRequest,
     OutboxBatch,
@@ -100,6 +107,13 @@ BODIES = [
     ("outbox_batch", OutboxBatch(entries=[b"\x01\x02"], signature=b"\x00" * 64)),
     ("query", Query(by="number", individual_number="123456789012")),
     ("query_result", QueryResult([check_item_of(RECORD)])),
+    ("check_request", CheckRequest(b"nonce")),
+    ("check_chunk", CheckChunk(b"\x00\x00\x00\x01\x90")),
+    ("check_end", CheckEnd(b"\x94")),
+    ("digest_request", DigestRequest(b"\x91\x90")),
+    ("digest_reply", DigestReply(b"\x91\x90")),
+    ("items_request", ItemsRequest([1, 99999999999])),
+    ("items_reply", ItemsReply(b"")),
 ]
 
 
