@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import faulthandler
 import logging
 import signal
@@ -209,6 +210,8 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         if self.gateway is not None:
+            with contextlib.suppress(Exception):
+                await self.gateway.flush_acks()
             await asyncio.to_thread(self.gateway.close)
         if self.keyring is not None:
             self.keyring.seal(reason="stopping")

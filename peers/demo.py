@@ -1,141 +1,161 @@
-"""``cs-demo``, the main job for now: a Meguro-sized identity file in a SoftHSM2 token and LMDB, shown working.
+"""``cs-demo``, the main job: the CS daemon (``csd``) at work against its peer simulators.
 
-Provisions a token under the state directory, loads the synthetic population (resuming where an
-interrupted load stopped), then shows look-ups, searches, a change kept as history, and that no
-name, address or individual number stands in the file in plaintext.  Personal items are shown
-masked, as the console will show them to a role that does not need them.
+Sets up, under the state directory (wiped first): a SoftHSM2 token with the CS keys, a local PKI
+for the links, and a Meguro-sized identity file; starts ``csd`` as its own process, a prefecture
+server and a national server; then the ward register streams a working day's changes at a chosen
+rate while the demo shows the links doing their work — the prefecture's copy following the file,
+a special move-in, the prefecture offline for a while and its backlog draining, a ``kill -9`` of
+the daemon and its resumption, and a consistency check — and stops the daemon cleanly.  Nothing
+personal is printed: only counts, sequence numbers and timings.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import random
+import asyncio
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import msgspec
 
-from firmware_app.clock import SystemClock, today_of
-from firmware_app.domain.record import IdentityRecord
-from firmware_app.domain.terms import FourItemQuery
-from firmware_app.service.bulk_load import load_parallel_blocking
-from firmware_app.service.identity_file import IdentityFile
-from firmware_app.service.keyring import Keyring
-from hsm.config import open_token
-from hsm.errors import HsmError
-from hsm.provision import provision_keys
-from hsm.softhsm import ensure_softhsm_token
-from peers.population import generate
-from storage.store import Store
+from firmware_app.domain.check_item import decode_check_item
+from peers.consistency import ConsistencyClient
+from peers.national import moveout_certificate_of
+from peers.register import submit_event
+from peers.register_stream import Change
+from peers.stand import Stand, open_stand
 
 MEGURO_RESIDENTS = 280_000
 
 
-def mask(text: str) -> str:
-    """First character kept, the rest hidden."""
-    return text[:1] + "＊" * max(0, len(text) - 1)
+def _say(text: str) -> None:
+    print(text, flush=True)
 
 
-def masked(record: IdentityRecord) -> str:
-    """A one-line, masked view of a record."""
-    return (
-        f"code ******{record.resident_code[-5:]}  name {mask(record.name_kanji)}  "
-        f"born {record.birth_date[:4]}  sex {record.sex}  address {record.address[:6]}…"
+async def _stream(stand: Stand, *, rate: float, seconds: float, label: str) -> None:
+    """Submit the register's changes at ``rate`` for ``seconds``, reporting every two seconds."""
+    events = list(stand.stream.events(int(rate * seconds)))
+    start = time.monotonic()
+    next_report = start + 2
+    for index, event in enumerate(events):
+        submit_event(stand.register, event)
+        delay = start + (index + 1) / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if time.monotonic() >= next_report:
+            next_report += 2
+            _report(stand, label)
+    _report(stand, label)
+
+
+def _report(stand: Stand, label: str) -> None:
+    r, p, n = stand.register, stand.prefecture, stand.national
+    _say(
+        f"  [{label}] register: {r.submitted:,} sent, {r.acked_through:,} acknowledged | "
+        f"prefecture: notice {p.last_seq:,} applied, copy {len(p.copy):,} residents | "
+        f"card system: {len(n.cards):,} card events, {len(n.destinations):,} destination records"
     )
 
 
-def _timed(fn):
-    t0 = time.perf_counter()
-    result = fn()
-    return result, (time.perf_counter() - t0) * 1e6
+async def _wait(predicate, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return predicate()
+
+
+async def _special_move_in(stand: Stand) -> None:
+    for event in stand.stream.events(5000):
+        submit_event(stand.register, event)
+        if isinstance(event, Change) and event.special_move_in:
+            break
+    else:
+        return
+    await stand.register.wait_acked(stand.register.submitted - 1, 30)
+    record = event.record
+    # The move-in was just filed above; show the hand-over on a fresh certificate for the same person.
+    cert = moveout_certificate_of(record, planned_moveout_date=stand.today, from_municipality_code="131016")
+    await stand.national.send_certificate(msgspec.structs.replace(cert, resident_code=record.resident_code))
+    fetched = await stand.register.request_moveout(record.resident_code)
+    _say(f"  special move-in: the national server sent a move-out certificate; the register fetched it ({'found' if fetched == cert else 'NOT found'})")
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    base = args.state_dir
+    if base.exists():
+        shutil.rmtree(base)
+    _say(f"setting up under {base}: SoftHSM2 token, link PKI, {args.residents:,} synthetic residents …")
+    t0 = time.monotonic()
+    async with open_stand(base, population=args.residents, seed=args.seed) as stand:
+        _say(f"csd is ready (pid {stand.cs.pid}, log {stand.cs.log_path}) after {time.monotonic() - t0:.1f} s")
+        _say(f"1. the register streams changes at {args.rate:,.0f}/s; every one is committed durably, then acknowledged")
+        await _stream(stand, rate=args.rate, seconds=args.seconds, label="day")
+
+        _say("2. a card holder's special move-in")
+        await _special_move_in(stand)
+
+        _say("3. the prefecture goes offline for 3 s: the CS keeps taking changes and queues its notices")
+        stand.prefecture.faults.refuse = True
+        stand.prefecture.faults.disconnect_after = 1
+        await _stream(stand, rate=args.rate, seconds=3, label="prefecture offline")
+        stand.prefecture.faults.refuse = False
+        _say("   the prefecture is back; the backlog drains in order")
+
+        _say("4. kill -9 of the daemon in the middle of the stream, and a restart")
+        feeder = asyncio.create_task(_stream(stand, rate=args.rate, seconds=4, label="crash"))
+        await asyncio.sleep(1.5)
+        acked = stand.register.acked_through
+        await stand.restart(kill=True)
+        _say(f"   restarted; the register had {acked:,} acknowledged and resumes where the CS says")
+        await feeder
+        settled = await _wait(
+            lambda: stand.register.acked_through == stand.register.submitted
+            and stand.prefecture.last_seq == stand.register.count("identity_change"),
+            60,
+        )
+        _report(stand, "settled")
+
+        _say("5. consistency check by the prefecture: full signed check data, then a range-digest exchange")
+        client = ConsistencyClient(stand.endpoint, stand.pki.tls("prefecture"), stand.public_key)
+        t1 = time.monotonic()
+        full = await client.full_check()
+        full_s = time.monotonic() - t1
+        cs_items = {code: decode_check_item(item) for code, item in full.items.items()}
+        same = cs_items == stand.prefecture.copy
+        _say(f"   full check data: {len(full.items):,} residents, {full.bytes_in / 1e6:.1f} MB, signature verified, in {full_s:.1f} s")
+        _say(f"   the prefecture's copy equals the CS file: {'yes' if same else 'NO'}")
+        drifted = dict(stand.prefecture.copy)
+        for code in sorted(drifted)[:: max(1, len(drifted) // 3)][:3]:
+            drifted[code] = msgspec.structs.replace(drifted[code], address=drifted[code].address + "（誤）")
+        found = await client.reconcile(drifted)
+        _say(
+            f"   3 residents planted as different in a copy: the exchange found {len(found.differences)} in "
+            f"{found.round_trips} round trips, moving {found.bytes_moved / 1e3:.1f} kB "
+            f"({found.bytes_moved / full.bytes_in:.2%} of the full check data)"
+        )
+        _say(f"   notices applied out of order: {stand.prefecture.out_of_order}; updates refused: {len(stand.register.refused)}")
+        ok = settled and same and stand.prefecture.out_of_order == 0 and stand.register.resume_regressions == 0
+    _say(f"csd stopped cleanly; all checks {'passed' if ok else 'FAILED'}")
+    return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cs-demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--state-dir", type=Path, default=Path("state/demo"))
+    parser.add_argument("--state-dir", type=Path, default=Path("state/demo"), help="wiped and rebuilt on every run")
     parser.add_argument("--residents", type=int, default=MEGURO_RESIDENTS)
+    parser.add_argument("--rate", type=float, default=500.0, help="register changes per second")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the main stream")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    clock = SystemClock()
-    today = today_of(clock)
     try:
-        hsm_config = ensure_softhsm_token(args.state_dir)
-        token = open_token(hsm_config)
-        created = provision_keys(token, dt.date.today())
-        print(f"HSM token ready under {args.state_dir}/softhsm ({len(created)} keys created now)")
-        store = Store(args.state_dir / "identity")
-        keyring = Keyring(token, store, clock)
-        keyring.open_blocking()
-    except HsmError as exc:
-        print(f"cs-demo: {exc}", file=sys.stderr)
-        return 1
-    identity = IdentityFile(store, keyring, clock)
-
-    have = identity.count_blocking()
-    if have < args.residents:
-        print(f"loading {args.residents - have:,} synthetic residents (already in the file: {have:,})")
-        t0 = time.perf_counter()
-        # Batches commit in order, so an interrupted load resumes at the count already in the file.
-        load_parallel_blocking(
-            identity,
-            generate(args.residents - have, seed=args.seed, start=have, today=today),
-            hsm_config=hsm_config,
-            store_path=store.path,
-            clock=clock,
-            workers=2,
-        )
-        elapsed_s = time.perf_counter() - t0
-        print(f"loaded {args.residents - have:,} residents in {elapsed_s:.1f} s "
-              f"({(args.residents - have) / elapsed_s:,.0f} records/s with 2 worker processes, generation included)")
-    else:
-        print(f"identity file already holds {have:,} residents")
-    print(f"LMDB file: {store.used_bytes() / 1e6:,.0f} MB used for {identity.count_blocking():,} current records")
-
-    rng = random.Random(2026)
-    sample = [next(generate(1, seed=args.seed, start=rng.randrange(args.residents), today=today)) for _ in range(3)]
-    print("\nlook-up by resident code (decrypted, masked):")
-    for record in sample:
-        current, us = _timed(lambda r=record: identity.get_blocking(r.resident_code))
-        print(f"  v{current.version} {masked(current.record)}   {us:,.0f} µs")
-
-    # Search with the resident's current record: a previous run of the demo may have moved them.
-    person = identity.get_blocking(next(r for r in sample if r.individual_number).resident_code).record
-    found, us = _timed(lambda: identity.find_by_number_blocking(person.individual_number))
-    print(f"\nsearch by individual number: {len(found)} match   {us:,.0f} µs")
-    found, us = _timed(lambda: identity.search_blocking(FourItemQuery(name=person.name_kana, birth_date=person.birth_date)))
-    print(f"search by kana name + birth date: {len(found)} match(es)   {us:,.0f} µs")
-    found, us = _timed(lambda: identity.search_blocking(FourItemQuery(name=person.name_kanji, address=person.address)))
-    print(f"search by kanji name + address: {len(found)} match(es)   {us:,.0f} µs")
-
-    current = identity.get_blocking(person.resident_code)
-    moved = msgspec.structs.replace(
-        current.record,
-        address="東京都目黒区中目黒三丁目6番2号",
-        change_reason="TENKYO",
-        change_date=today,
-        notified_on=today,
-        address_set_on=today,
-        update_sequence=current.record.update_sequence + 1,
-        timestamp=clock.now().strftime("%Y%m%d%H%M%S"),
-    )
-    version = identity.put_blocking(moved)
-    history = identity.history_blocking(person.resident_code)
-    print(f"\nchange of address (転居) applied: now version {version}, {len(history)} superseded version(s) kept as history")
-
-    with open(store.path / "data.mdb", "rb") as f:
-        raw = f.read(store.used_bytes())  # beyond the last used page the reserved file is all zeros
-    probes = list(generate(200, seed=args.seed, start=0, today=today))
-    leaks = sum(
-        bool(p.name_kanji.encode() in raw or p.address.encode() in raw or (p.individual_number and p.individual_number.encode() in raw))
-        for p in probes
-    )
-    print(f"plaintext scan of the LMDB file for 200 residents' names, addresses, numbers: {leaks} found")
-    store.close()
-    token.close_blocking()
-    return 0 if leaks == 0 else 1
+        return asyncio.run(_demo(args))
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

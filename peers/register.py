@@ -64,6 +64,10 @@ class RegisterClient:
     def submitted(self) -> int:
         return len(self._log)
 
+    def count(self, type_name: str) -> int:
+        """Updates of one type submitted and not refused."""
+        return sum(1 for name, _ in self._log if name == type_name)
+
     def submit(self, type_name: str, body: msgspec.Struct) -> int:
         """Queue an update; returns its sequence number (which may shift down if an earlier one is refused)."""
         self._log.append((type_name, body))
@@ -140,8 +144,10 @@ class RegisterClient:
             if nxt > len(self._log) or nxt - 1 - self.acked_through >= self._window:
                 self._wake.clear()
                 waiter = asyncio.ensure_future(self._wake.wait())
-                await asyncio.wait({waiter, receiver}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
+                try:
+                    await asyncio.wait({waiter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
                 continue
             end = min(len(self._log), self.acked_through + self._window, nxt + 256)
             now = loop.time()

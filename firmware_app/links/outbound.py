@@ -78,6 +78,7 @@ class OutboundLink:
         self._ack_event = asyncio.Event()
         self._recording: asyncio.Task[None] | None = None
         self._to_record = 0
+        self._sent_next = 1
 
     async def run(self) -> None:
         """Connect, send, and on any failure wait (exponential backoff with jitter) and reconnect."""
@@ -113,6 +114,7 @@ class OutboundLink:
             if not isinstance(first.body, Resume):
                 raise ProtocolError(E_MALFORMED)
             next_seq = await self._resume_at(first.body.next_seq)
+            self._sent_next = next_seq
             self.connected = True
             log.info("link %s up, sending from %d", self.channel, next_seq)
             receiver = asyncio.create_task(self._receive(conn), name=f"acks-{self.channel}")
@@ -152,6 +154,7 @@ class OutboundLink:
                 continue
             conn.send("outbox_batch", batch.first_seq, OutboxBatch(batch.entries, batch.signature))
             next_seq = batch.first_seq + len(batch.entries)
+            self._sent_next = next_seq
             if conn.needs_drain:
                 await conn.drain()
         receiver.result()  # re-raise why the receiving side ended
@@ -161,6 +164,9 @@ class OutboundLink:
             msg = await conn.recv()
             body = msg.body
             if isinstance(body, Ack):
+                if body.seq >= self._sent_next:
+                    log.error("link %s: the peer acknowledged entries never sent", self.channel)
+                    raise ProtocolError(E_SEQUENCE_GAP)
                 if body.seq > self.acked_through:
                     self.acked_through = body.seq
                     self._ack_event.set()

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -43,6 +44,8 @@ T = TypeVar("T")
 
 #: Bytes of entries per outbound batch (the frame limit is 1 MiB; entries are at most 16 KiB).
 _BATCH_MAX_BYTES = 512 * 1024
+#: Longest an acknowledgement waits for an intake transaction to ride along with.
+_ACK_FLUSH_S = 0.2
 #: Check-data chunks produced ahead of the link (each ~140 KB).
 _CHECK_CHUNKS_AHEAD = 4
 
@@ -83,6 +86,8 @@ class Gateway:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="cs-writer")
         self._readers = ThreadPoolExecutor(reader_threads, thread_name_prefix="cs-reader")
         self._events: dict[str, asyncio.Event] = {}
+        self._acks: dict[str, int] = {}
+        self._ack_flush: asyncio.Future[None] | None = None
         self.updates_applied = 0
 
     async def _run(self, pool: ThreadPoolExecutor, what: str, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
@@ -105,11 +110,18 @@ class Gateway:
         return await self._run(self._readers, "reading the inbox cursor", self._intake.inbox_next_blocking, peer)
 
     async def apply(self, peer: str, first_seq: int, updates: Sequence[Update]) -> Applied:
+        start_s = time.perf_counter()
+        acks, self._acks = self._acks, {}
         try:
-            applied = await self._run(self._writer, "applying updates", self._intake.apply_blocking, peer, first_seq, updates)
+            applied = await self._run(self._writer, "applying updates", self._intake.apply_blocking, peer, first_seq, updates, acks=acks)
         except IntakeError as exc:
+            self._merge_acks(acks)
             log.error("intake from %s: %s", peer, exc)
             raise ServiceUnavailable("intake cursor moved") from None
+        except BaseException:
+            self._merge_acks(acks)
+            raise
+        log.debug("group of %d from %s applied in %.2f ms", len(updates), peer, (time.perf_counter() - start_s) * 1000)
         if applied.count:
             self.updates_applied += applied.count
             for event in self._events.values():
@@ -202,4 +214,33 @@ class Gateway:
         return chunk.framed
 
     async def outbox_acked(self, channel: str, through_seq: int) -> None:
-        await self._run(self._writer, "recording an acknowledgement", self._outboxes[channel].acked_blocking, through_seq)
+        """Note a peer's acknowledgement; it is written with the next intake group, or on its own
+        after ``_ACK_FLUSH_S`` when no group comes (a late record only means resends after a crash,
+        which the receiver ignores)."""
+        self._merge_acks({channel: through_seq})
+        if self._ack_flush is None or self._ack_flush.done():
+            self._ack_flush = asyncio.ensure_future(self._flush_acks_later())
+
+    def _merge_acks(self, acks: Mapping[str, int]) -> None:
+        for channel, through in acks.items():
+            self._acks[channel] = max(self._acks.get(channel, 0), through)
+
+    async def _flush_acks_later(self) -> None:
+        await asyncio.sleep(_ACK_FLUSH_S)
+        await self.flush_acks()
+
+    async def flush_acks(self) -> None:
+        """Write the acknowledgements noted so far in a transaction of their own."""
+        if self._ack_flush is not None and self._ack_flush is not asyncio.current_task():
+            self._ack_flush.cancel()
+        acks, self._acks = self._acks, {}
+        if not acks:
+            return
+        try:
+            await self._run(self._writer, "recording acknowledgements", self._record_acks_blocking, acks)
+        except BaseException:
+            self._merge_acks(acks)
+            raise
+
+    def _record_acks_blocking(self, acks: Mapping[str, int]) -> None:
+        self._store.write(lambda w: [self._outboxes[channel].stage_acked(w, through) for channel, through in acks.items()])

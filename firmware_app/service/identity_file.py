@@ -233,22 +233,29 @@ class IdentityFile:
         """
         today = today_of(self._clock)
         code5 = layout.pack_code(record.resident_code)
+        mac = self._keyring.index_mac().mac
         old_value = w.get(layout.IDENTITY, code5)
+        old_entries: set[tuple[str, bytes]] = set()
         if old_value is not None:
             old = self._open_current(code5, old_value)
             self._stage_history(w, code5, old.version, old.record, today)
-            for index, mac in _index_entries(index_terms(old.record), self._keyring.index_mac().mac):
-                w.delete(index, mac, code5)
+            old_entries = set(_index_entries(index_terms(old.record), mac))
             version = old.version + 1
         else:
             version = self._last_history_version(w, code5) + 1
+        new_entries: set[tuple[str, bytes]] = set()
         if record.record_status == STATUS_REMOVED:
             self._stage_history(w, code5, version, record, today)
             w.delete(layout.IDENTITY, code5)
         else:
             w.put(layout.IDENTITY, code5, self._seal_current(code5, version, record))
-            for index, mac in _index_entries(index_terms(record), self._keyring.index_mac().mac):
-                w.put(index, mac, code5)
+            new_entries = set(_index_entries(index_terms(record), mac))
+        # Only the entries that change are touched: an address change rewrites one index's pages,
+        # not five (every page a transaction dirties is written and synced at commit).
+        for index, value in old_entries - new_entries:
+            w.delete(index, value, code5)
+        for index, value in new_entries - old_entries:
+            w.put(index, value, code5)
         return version
 
     def _stage_history(self, w: Writer, code5: bytes, version: int, record: IdentityRecord, today: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -109,6 +109,14 @@ class Intake:
         self._clock = clock
         self._moveout_keep_days = moveout_keep_days
 
+    def outbox(self, channel: str) -> Outbox:
+        """The outbox of an outbound channel ("prefecture" or "card_system")."""
+        if channel == "prefecture":
+            return self._prefecture
+        if channel == "card_system":
+            return self._card_system
+        raise KeyError("unknown outbound channel")
+
     # -- sequence cursors -------------------------------------------------------------------------
 
     def inbox_next_blocking(self, peer: str) -> int:
@@ -119,12 +127,15 @@ class Intake:
 
     # -- applying ---------------------------------------------------------------------------------
 
-    def apply_blocking(self, peer: str, first_seq: int, updates: Sequence[Update]) -> Applied:
+    def apply_blocking(
+        self, peer: str, first_seq: int, updates: Sequence[Update], *, acks: Mapping[str, int] | None = None
+    ) -> Applied:
         """Apply ``updates`` (sequence numbers ``first_seq``…) in one durable transaction.
 
         Stops at the first refused update: those before it are committed with the peer's cursor,
         it and those after it change nothing.  Raises ``IntakeError`` when ``first_seq`` is not the
-        committed cursor (a second connection of the same peer raced this one).
+        committed cursor (a second connection of the same peer raced this one).  ``acks`` (outbox
+        channel → acknowledged through) are recorded in the same transaction, saving a commit.
         """
         self._keyring.ensure_live()
         today = today_of(self._clock)
@@ -151,6 +162,12 @@ class Intake:
                 count += 1
             self._prefecture.stage(w, notices)
             self._card_system.stage(w, deliveries)
+            for channel, through in (acks or {}).items():
+                try:
+                    self.outbox(channel).stage_acked(w, through)
+                except ValueError:
+                    # A peer acknowledged what was never sent; never let that undo this group.
+                    log.error("outbox %s: acknowledgement beyond the last entry ignored", channel)
             if count:
                 w.put(layout.INBOX, inbox_key, layout.pack_u64(first_seq + count))
             return Applied(count, late_refusal or (refusal if count == len(valid) else None))
