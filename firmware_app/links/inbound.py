@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
+from firmware_app.domain.updates import MoveOutCertificate
 from firmware_app.links.connection import Connection
 from firmware_app.links.errors import E_NOT_ALLOWED, E_UNAVAILABLE, ConnectionClosed, ProtocolError
 from firmware_app.links.messages import Ack, Message, MoveOutReply, MoveOutRequest, Resume
 from firmware_app.links.sequence import InboundSequence
 from firmware_app.service.errors import ServiceUnavailable
-from firmware_app.service.intake import Applied
+from firmware_app.service.intake import Applied, Update
 
 __all__ = ["REQUEST_TYPES", "UPDATE_TYPES", "InboundPort", "InboundSession"]
 
@@ -51,9 +52,9 @@ class InboundPort(Protocol):
 
     async def inbox_next(self, peer: str) -> int: ...
 
-    async def apply(self, peer: str, first_seq: int, updates: list[object]) -> Applied: ...
+    async def apply(self, peer: str, first_seq: int, updates: Sequence[Update]) -> Applied: ...
 
-    async def moveout_for(self, resident_code: str) -> object | None: ...
+    async def moveout_for(self, resident_code: str) -> MoveOutCertificate | None: ...
 
 
 class InboundSession:

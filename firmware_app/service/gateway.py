@@ -88,7 +88,6 @@ class Gateway:
         self._events: dict[str, asyncio.Event] = {}
         self._acks: dict[str, int] = {}
         self._ack_flush: asyncio.Future[None] | None = None
-        self.updates_applied = 0
 
     async def _run(self, pool: ThreadPoolExecutor, what: str, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         loop = asyncio.get_running_loop()
@@ -123,7 +122,6 @@ class Gateway:
             raise
         log.debug("group of %d from %s applied in %.2f ms", len(updates), peer, (time.perf_counter() - start_s) * 1000)
         if applied.count:
-            self.updates_applied += applied.count
             for event in self._events.values():
                 event.set()
         return applied

@@ -107,10 +107,6 @@ class Outbox:
                     break
         return out
 
-    def acked_blocking(self, through_seq: int) -> int:
-        """Record an acknowledgement in its own transaction (see :meth:`stage_acked`)."""
-        return self._store.write(lambda w: self.stage_acked(w, through_seq))
-
     def stage_acked(self, w: Writer, through_seq: int) -> int:
         """Record the peer's acknowledgement of every entry up to ``through_seq`` and delete them;
         returns how many were deleted.  An acknowledgement at or below the last one changes nothing;

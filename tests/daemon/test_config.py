@@ -448,3 +448,15 @@ def test_a_directory_is_not_a_file(tmp_path: Path) -> None:
 
 def test_config_error_is_a_value_error() -> None:
     assert issubclass(ConfigError, ValueError)
+
+
+def test_the_documented_example_loads() -> None:
+    from pathlib import Path
+
+    from firmware_app.config import load_config
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "csd.example.toml"
+    config = load_config(example)
+    assert set(config.peers) == {"register", "prefecture", "national"}
+    assert config.outbound() == {"prefecture": "prefecture", "card_system": "national"}
+    assert config.drain_timeout_s == 10
