@@ -113,7 +113,7 @@ async def _throughput(stand, args: argparse.Namespace, cs_proc: psutil.Process) 
 async def run(args: argparse.Namespace, base: Path) -> None:
     async with open_stand(base, population=args.population, seed=args.seed, log_level=args.cs_log_level) as stand:
         cs_proc = psutil.Process(stand.cs.pid)
-        register, prefecture, national = stand.register, stand.prefecture, stand.national
+        register, prefecture = stand.register, stand.prefecture
         print(f"stand: CS pid {stand.cs.pid}, {args.population:,} residents preloaded, every commit durable (LMDB sync)")
 
         if not args.skip_throughput:

@@ -115,7 +115,7 @@ class InboundSession:
             self._wake.set()
             try:
                 await asyncio.wait_for(self._drained(), self._drain_timeout_s)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 log.warning("link %s: pending updates not committed before close; the peer will resend", self.role)
             committer.cancel()
             await asyncio.gather(committer, return_exceptions=True)

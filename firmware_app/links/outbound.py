@@ -87,7 +87,7 @@ class OutboundLink:
             try:
                 await self._session()
                 delay_s = self._backoff_initial_s
-            except (OSError, ssl.SSLError, LinkError, asyncio.TimeoutError, TimeoutError) as exc:
+            except (OSError, ssl.SSLError, LinkError, TimeoutError) as exc:
                 self.failures += 1
                 log.info("link %s down (%s); retrying in %.1f s", self.channel, type(exc).__name__, delay_s)
             finally:

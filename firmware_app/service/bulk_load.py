@@ -17,12 +17,11 @@ from pathlib import Path
 
 import msgspec
 
-from firmware_app.clock import Clock, SystemClock, today_of
+from firmware_app.clock import Clock, today_of
 from firmware_app.domain.record import IdentityRecord
 from firmware_app.service.identity_file import DEFAULT_BATCH_RECORDS, DEFAULT_COMMIT_RECORDS, IdentityFile, PreparedBatch
-from firmware_app.service.keyring import Keyring
-from hsm.config import HsmConfig, open_token
-from storage.store import Store
+from firmware_app.service.keyring import open_worker_keyring
+from hsm.config import HsmConfig
 
 _RECORDS = msgspec.msgpack.Encoder()
 _RECORDS_IN = msgspec.msgpack.Decoder(list[IdentityRecord])
@@ -33,11 +32,7 @@ _worker: IdentityFile | None = None
 
 def _init_worker(hsm_config: HsmConfig, store_path: str, strict: bool) -> None:
     global _worker
-    clock = SystemClock()
-    store = Store(Path(store_path))
-    keyring = Keyring(open_token(hsm_config), store, clock, strict=strict)
-    keyring.open_blocking()
-    _worker = IdentityFile(store, keyring, clock)
+    _worker = IdentityFile(*open_worker_keyring(hsm_config, Path(store_path), strict=strict))
 
 
 def _prepare(records_blob: bytes, today: str) -> bytes:

@@ -54,12 +54,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from firmware_app.clock import SystemClock
 from firmware_app.consistency.range_digest import DIGEST_BYTES, RangeTree, leaf_digest
 from firmware_app.domain.check_item import check_item_of, decode_check_item, encode_check_item
 from firmware_app.domain.record import decode_record
-from firmware_app.service.keyring import Keyring
-from hsm.config import HsmConfig, open_token
+from firmware_app.service.keyring import Keyring, open_worker_keyring
+from hsm.config import HsmConfig
 from hsm.keys import Signer
 from storage import envelope, layout
 from storage.errors import CorruptValue
@@ -232,11 +231,7 @@ _worker_keyring: Keyring | None = None
 
 def _init_worker(hsm_config: HsmConfig, store_path: str, strict: bool) -> None:
     global _worker_keyring
-    clock = SystemClock()
-    store = Store(Path(store_path))
-    keyring = Keyring(open_token(hsm_config), store, clock, strict=strict)
-    keyring.open_blocking()
-    _worker_keyring = keyring
+    _, _worker_keyring, _ = open_worker_keyring(hsm_config, Path(store_path), strict=strict)
 
 
 def _project_in_worker(pairs_blob: bytes) -> bytes:

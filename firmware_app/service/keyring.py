@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 import msgspec
 
-from firmware_app.clock import Clock, today_of
+from firmware_app.clock import Clock, SystemClock, today_of
+from hsm.config import HsmConfig, open_token
 from hsm.errors import HsmError, HsmKeyMissing, HsmUnavailable, InvalidCiphertext
 from hsm.keys import HsmIndexMac, HsmSealingKey, ProcessIndexMac, ProcessSealingKey, WrappedKey
 from hsm.labels import EPOCH_PREFIX, KEK_LABEL, epoch_label
@@ -223,3 +225,13 @@ class Keyring:
         self._unwrap(wk)
         self._roles[role] = wk.key_id
         log.info("data key created key_id=%d use=%s", wk.key_id, use)
+
+
+def open_worker_keyring(hsm_config: HsmConfig, store_path: Path, *, strict: bool) -> tuple[Store, Keyring, Clock]:
+    """A worker process's own store handle and keyring, logged in to the token itself (a login is
+    per process and no key ever crosses a process): for the bulk load's and the check data's workers."""
+    clock = SystemClock()
+    store = Store(store_path)
+    keyring = Keyring(open_token(hsm_config), store, clock, strict=strict)
+    keyring.open_blocking()
+    return store, keyring, clock

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_app.domain.record import IdentityRecord
 from firmware_app.links.errors import (
     E_INVALID_FIELD,
     E_MALFORMED,
