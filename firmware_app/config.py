@@ -49,6 +49,7 @@ class LinkLimits:
     batch_entries: int = 512
     backoff_initial_s: float = 0.1
     backoff_max_s: float = 10.0
+    ack_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,7 @@ def load_config(path: Path) -> Config:
         batch_entries=links.integer("batch_entries", 512, 1, 1024),
         backoff_initial_s=links.seconds("backoff_initial_s", 0.1, 0.001, 60.0),
         backoff_max_s=links.seconds("backoff_max_s", 10.0, 0.001, 3600.0),
+        ack_timeout_s=links.seconds("ack_timeout_s", 10.0, 0.01, 3600.0),
     )
     links.done()
 

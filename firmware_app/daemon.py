@@ -167,6 +167,7 @@ class Daemon:
                 batch_entries=cfg.limits.batch_entries,
                 backoff_initial_s=cfg.limits.backoff_initial_s,
                 backoff_max_s=cfg.limits.backoff_max_s,
+                ack_timeout_s=cfg.limits.ack_timeout_s,
             )
             self.outbound[channel] = link
             self._tasks.append(asyncio.create_task(link.run(), name=f"outbound-{channel}"))

@@ -61,6 +61,7 @@ class OutboundLink:
         batch_entries: int = 512,
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 10.0,
+        ack_timeout_s: float = 10.0,
     ) -> None:
         self.channel = channel
         self._endpoint = endpoint
@@ -71,6 +72,7 @@ class OutboundLink:
         self._batch = batch_entries
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
+        self._ack_timeout_s = ack_timeout_s
         self._ctx: ssl.SSLContext | None = None
         self.connected = False
         self.acked_through = 0
@@ -79,6 +81,7 @@ class OutboundLink:
         self._recording: asyncio.Task[None] | None = None
         self._to_record = 0
         self._sent_next = 1
+        self._progress_at = 0.0
 
     async def run(self) -> None:
         """Connect, send, and on any failure wait (exponential backoff with jitter) and reconnect."""
@@ -152,6 +155,8 @@ class OutboundLink:
             if batch is None:
                 await _first(wake.wait(), receiver)
                 continue
+            if self._sent_next - 1 == self.acked_through:
+                self._progress_at = asyncio.get_running_loop().time()  # the acknowledgement clock starts
             conn.send("outbox_batch", batch.first_seq, OutboxBatch(batch.entries, batch.signature))
             next_seq = batch.first_seq + len(batch.entries)
             self._sent_next = next_seq
@@ -160,8 +165,17 @@ class OutboundLink:
         receiver.result()  # re-raise why the receiving side ended
 
     async def _receive(self, conn: Connection) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            msg = await conn.recv()
+            try:
+                msg = await asyncio.wait_for(conn.recv(), self._ack_timeout_s / 2)
+            except TimeoutError:
+                waiting = self._sent_next - 1 > self.acked_through
+                if waiting and loop.time() - self._progress_at >= self._ack_timeout_s:
+                    # A peer that lost a batch would otherwise wait for it forever: start over where it says.
+                    log.warning("link %s: no acknowledgement for %.1f s; reconnecting", self.channel, self._ack_timeout_s)
+                    raise ConnectionClosed("peer stopped acknowledging") from None
+                continue
             body = msg.body
             if isinstance(body, Ack):
                 if body.seq >= self._sent_next:
@@ -169,6 +183,7 @@ class OutboundLink:
                     raise ProtocolError(E_SEQUENCE_GAP)
                 if body.seq > self.acked_through:
                     self.acked_through = body.seq
+                    self._progress_at = loop.time()
                     self._ack_event.set()
                     self._record_ack(body.seq)
             elif isinstance(body, ErrorReport):

@@ -72,6 +72,10 @@ def test_consistency_check_full_and_by_range_digests(tmp_path: Path, pki, hsm_co
             assert found.cs_items == {int(changed): cs[changed], int(lost): cs[lost]}
             assert found.bytes_moved < full.bytes_in
 
+            # The national server takes part in the same way.
+            national = await ConsistencyClient(rig.endpoint, pki.tls("national"), public_key).full_check()
+            assert national.items == full.items
+
             # A register is not allowed to ask for check data.
             register_client = ConsistencyClient(rig.endpoint, pki.tls("register"), public_key)
             with pytest.raises(ConnectionClosed, match="not_allowed"):
@@ -116,5 +120,32 @@ def test_national_query_by_each_key(tmp_path: Path, pki, hsm_config, token) -> N
             four = Query(by="four", name=target.name_kanji, birth_date=target.birth_date, sex=target.sex, address=target.address)
             assert item in await query.query(four)
             assert await query.query(Query(by="code", resident_code="00000000000")) == []
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"drop_every": 3},
+        {"duplicate": True},
+        {"delay_s": 0.05},
+        {"disconnect_after": 2},
+    ],
+    ids=lambda f: next(iter(f)),
+)
+def test_a_misbehaving_prefecture_still_ends_equal_with_each_notice_applied_once(
+    tmp_path: Path, pki, hsm_config, token, faults: dict
+) -> None:
+    async def scenario() -> None:
+        stream = RegisterStream(population=POPULATION, seed=21, today=TODAY)
+        extra = "ack_timeout_s = 0.5\nbatch_entries = 16\n"
+        async with running_cs(tmp_path, pki, hsm_config, token, preload=stream.initial_records(), extra=extra) as rig:
+            for name, value in faults.items():
+                setattr(rig.prefecture.faults, name, value)
+            submit_stream(rig.register, stream, 400)
+            await rig.settle()
+            assert rig.prefecture.out_of_order == 0
+            assert rig.prefecture.copy == rig.cs_items()
 
     asyncio.run(scenario())
