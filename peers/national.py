@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import Iterable
 
 from firmware_app.domain.check_item import CheckItem, check_item_of
-from firmware_app.domain.notices import CardNotice, DestinationNotice, decode_entry
+from firmware_app.domain.notices import CardNotice, DestinationNotice, Expired, decode_entry
 from firmware_app.domain.record import IdentityRecord
 from firmware_app.domain.updates import MoveOutCertificate
 from firmware_app.links.connection import Connection
@@ -52,6 +52,7 @@ class NationalSim:
         self.known: dict[str, CheckItem] = {}
         self.by_number: dict[str, str] = {}
         self.queries = 0
+        self.expired = 0
         self._tls = tls
         self.receiver = OutboxReceiver(
             channel="card_system", tls=tls, cs_public_key_der=cs_public_key_der, apply=self._apply, host=host, port=port, extra=self._request
@@ -91,6 +92,8 @@ class NationalSim:
             self.cards.append(notice)
         elif isinstance(notice, DestinationNotice):
             self.destinations.append(notice)
+        elif isinstance(notice, Expired):
+            self.expired += 1
         else:
             raise ValueError("the card system takes card events and destination records only")
 

@@ -20,9 +20,10 @@ OUTBOX_PREF = "outbox_pref"  # seq8 → envelope(outbox entry) for the prefectur
 OUTBOX_NATIONAL = "outbox_national"  # seq8 → envelope(outbox entry) for the card system (national side)
 INBOX = "inbox"  # peer name → next expected update sequence number (u64)
 MOVEOUT = "moveout"  # code5 → envelope(move-out certificate) awaiting a special move-in
+EXPIRY = "expiry"  # due8 ‖ class1 ‖ key → b"" (what else falls due: move-out certificates, destination records)
 
 INDEXES = (IX_NUMBER, IX_KANA, IX_KANJI, IX_BIRTH, IX_ADDR)
-PLAIN = (IDENTITY, HISTORY, RETENTION, KEYS, META, OUTBOX_PREF, OUTBOX_NATIONAL, INBOX, MOVEOUT)
+PLAIN = (IDENTITY, HISTORY, RETENTION, KEYS, META, OUTBOX_PREF, OUTBOX_NATIONAL, INBOX, MOVEOUT, EXPIRY)
 OUTBOXES = (OUTBOX_PREF, OUTBOX_NATIONAL)
 ALL = PLAIN + INDEXES
 
@@ -83,3 +84,13 @@ def unpack_u64(data: bytes) -> int:
     if len(data) != 8:
         raise CorruptValue("stored integer has the wrong length")
     return _U64.unpack(data)[0]
+
+
+#: Classes of the ``expiry`` schedule.
+EXPIRY_MOVEOUT = b"M"  # key: code5
+EXPIRY_DESTINATION = b"D"  # key: seq8 of the card-system outbox entry
+
+
+def expiry_key(due_yyyymmdd: str, expiry_class: bytes, key: bytes) -> bytes:
+    """Key of one entry of the expiry schedule, ordered by due date."""
+    return due_yyyymmdd.encode("ascii") + expiry_class + key

@@ -8,6 +8,8 @@ readers to finish.  Writes are blocking: run them on one worker thread, never on
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -231,6 +233,29 @@ class Store:
         with self._guard.exclusive():
             self._env.set_mapsize(new_size)
 
+    def copy_to(self, path: Path, *, compact: bool = True, inspect: Callable[[Reader], T] | None = None) -> T | None:
+        """Write a consistent copy of the environment as ``path/data.mdb`` (``path`` must exist, empty).
+
+        LMDB copies from one read transaction, so the copy is a committed state even while this or
+        another process keeps writing; ``compact`` leaves out free pages and renumbers the rest.
+        ``inspect`` runs in that same transaction, so what it reads (counts, cursors) describes
+        exactly the copy.  The copy holds the map-growth guard for its duration: a writer that
+        needs a bigger map waits until it ends.
+        """
+        if self._closed:
+            raise StoreClosed("store is closed")
+        old_umask = os.umask(0o077)
+        try:
+            with self._guard.shared():
+                with self._env.begin(buffers=False) as txn:
+                    result = inspect(Reader(txn, self._dbs)) if inspect is not None else None
+                    self._env.copy(str(path), compact=compact, txn=txn)
+                    return result
+        except lmdb.Error as exc:
+            raise StorageError(f"LMDB copy failed ({type(exc).__name__})") from None
+        finally:
+            os.umask(old_umask)
+
     def file_bytes(self) -> int:
         """Size of the data file on disk."""
         return (self.path / "data.mdb").stat().st_size
@@ -245,3 +270,52 @@ class Store:
             self._closed = True
             with self._write_lock, self._guard.exclusive():
                 self._env.close()
+
+
+@contextmanager
+def read_copy(path: Path) -> Iterator[Reader]:
+    """Read a copy of the environment (``path/data.mdb``, e.g. a backup) without writing to it:
+    read-only, no lock file.  Named databases absent from the copy are absent from the reader."""
+    try:
+        env = lmdb.open(str(path), readonly=True, lock=False, subdir=True, max_dbs=len(layout.ALL) + 8, readahead=False)
+    except lmdb.Error as exc:
+        raise StorageError(f"LMDB copy could not be opened ({type(exc).__name__})") from None
+    try:
+        with env.begin(buffers=False) as txn:
+            dbs: dict[str, lmdb._Database] = {}
+            for name in layout.ALL:
+                try:
+                    dbs[name] = env.open_db(name.encode(), txn=txn, create=False, dupsort=name in layout.INDEXES, dupfixed=name in layout.INDEXES)
+                except lmdb.NotFoundError:
+                    continue
+            yield Reader(txn, dbs)
+    except lmdb.Error as exc:
+        raise StorageError(f"LMDB copy could not be read ({type(exc).__name__})") from None
+    finally:
+        env.close()
+
+
+def store_in_use(path: Path) -> bool:
+    """True when another process has the environment at ``path`` open (a running ``csd``).
+
+    Every process that opens an LMDB environment holds a shared ``fcntl`` lock on the first byte of
+    ``lock.mdb``; a non-blocking exclusive lock on it fails exactly then.  Never call this on an
+    environment this process has open: closing the probe's descriptor would drop this process's
+    own lock on the file.
+    """
+    lock_file = path / "lock.mdb"
+    try:
+        fd = os.open(lock_file, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EAGAIN):
+            return True
+        raise
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, 0)
+        return False
+    finally:
+        os.close(fd)

@@ -16,7 +16,7 @@ import msgspec
 from firmware_app.domain.check_item import CheckItem
 from firmware_app.domain.destination import DestinationRecord
 
-__all__ = ["CHANNELS", "batch_signed_bytes", "CardNotice", "DestinationNotice", "Notice", "OutboxEntry", "decode_entry", "encode_entry"]
+__all__ = ["CHANNELS", "batch_signed_bytes", "Expired", "CardNotice", "DestinationNotice", "Notice", "OutboxEntry", "decode_entry", "encode_entry"]
 
 
 class _Entry(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True, tag_field="k"):
@@ -45,7 +45,12 @@ class DestinationNotice(_Entry, frozen=True, array_like=True, forbid_unknown_fie
     record: DestinationRecord
 
 
-OutboxEntry = Notice | CardNotice | DestinationNotice
+class Expired(_Entry, frozen=True, array_like=True, forbid_unknown_fields=True, tag="x"):
+    """Stands in for a destination record that passed its retention period before the card system
+    acknowledged it: the sequence stays whole, the personal data is gone."""
+
+
+OutboxEntry = Notice | CardNotice | DestinationNotice | Expired
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(OutboxEntry)

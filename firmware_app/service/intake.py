@@ -6,7 +6,6 @@ and a group replayed after a crash is recognised by its sequence numbers and not
 
 from __future__ import annotations
 
-import datetime
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from firmware_app.domain.destination import DestinationRecord, validate_destinat
 from firmware_app.domain.errors import InvalidRecord
 from firmware_app.domain.notices import CardNotice, DestinationNotice, Notice, encode_entry
 from firmware_app.domain.reasons import REASONS, ReasonClass
+from firmware_app.domain.retention import destination_due, epoch_period_of, moveout_due
 from firmware_app.domain.record import STATUS_LIVE, STATUS_REMOVED
 from firmware_app.domain.updates import (
     CardEvent,
@@ -33,7 +33,7 @@ from firmware_app.service.identity_file import IdentityFile
 from firmware_app.service.keyring import Keyring
 from firmware_app.service.outbox import Outbox
 from storage import envelope, layout
-from storage.store import Store, Writer
+from storage.store import Reader, Store, Writer
 
 __all__ = [
     "REFUSE_CONFLICT",
@@ -84,8 +84,7 @@ class Applied:
     refusal: Refusal | None = None
 
 def _moveout_period(cert: MoveOutCertificate, keep_days: int) -> str:
-    planned = datetime.date(int(cert.planned_moveout_date[:4]), int(cert.planned_moveout_date[4:6]), int(cert.planned_moveout_date[6:]))
-    return (planned + datetime.timedelta(days=keep_days)).strftime("%Y%m")
+    return epoch_period_of(moveout_due(cert.planned_moveout_date, keep_days), "moveout")
 
 class Intake:
     """Applies groups of updates from one peer at a time."""
@@ -145,6 +144,9 @@ class Intake:
         for u in valid:
             if isinstance(u, MoveOutCertificate):
                 self._keyring.epoch_key("moveout", _moveout_period(u, self._moveout_keep_days))
+        destination_due_on = destination_due(today)
+        if any(isinstance(u, DestinationRecord) for u in valid):
+            self._keyring.epoch_key("destination", epoch_period_of(destination_due_on, "destination"))
         inbox_key = _INBOX_PREFIX + peer.encode()
 
         def write(w: Writer) -> Applied:
@@ -161,7 +163,7 @@ class Intake:
                     break
                 count += 1
             self._prefecture.stage(w, notices)
-            self._card_system.stage(w, deliveries)
+            self._stage_deliveries(w, deliveries, valid[:count], destination_due_on)
             for channel, through in (acks or {}).items():
                 try:
                     self.outbox(channel).stage_acked(w, through)
@@ -173,6 +175,19 @@ class Intake:
             return Applied(count, late_refusal or (refusal if count == len(valid) else None))
 
         return self._store.write(write)
+
+    def _stage_deliveries(self, w: Writer, deliveries: list[bytes], applied: Sequence[Update], due_on: str) -> None:
+        """Card events under the outbox key; destination records under their month's epoch key and
+        on the expiry schedule, so they are gone within the year even if never acknowledged."""
+        is_destination = [isinstance(u, DestinationRecord) for u in applied if isinstance(u, (CardEvent, DestinationRecord))]
+        if not any(is_destination):
+            self._card_system.stage(w, deliveries)
+            return
+        epoch = self._keyring.epoch_key("destination", epoch_period_of(due_on, "destination"), create=False)
+        first = self._card_system.stage(w, deliveries, keys=[epoch if d else None for d in is_destination])
+        for offset, destination in enumerate(is_destination):
+            if destination:
+                w.put(layout.EXPIRY, layout.expiry_key(due_on, layout.EXPIRY_DESTINATION, layout.pack_u64(first + offset)), b"")
 
     def _validate(self, updates: Sequence[Update], today: str) -> tuple[list[Update], Refusal | None]:
         """The updates before the first one that fails validation on its own, and that refusal."""
@@ -223,8 +238,21 @@ class Intake:
         code5 = layout.pack_code(cert.resident_code)
         sealed = key.seal(_MOVEOUT_ENCODER.encode(cert), envelope.aad(layout.MOVEOUT, code5, _MOVEOUT_VERSION, key.key_id))
         w.put(layout.MOVEOUT, code5, envelope.pack(key.key_id, _MOVEOUT_VERSION, sealed))
+        due = moveout_due(cert.planned_moveout_date, self._moveout_keep_days)
+        w.put(layout.EXPIRY, layout.expiry_key(due, layout.EXPIRY_MOVEOUT, code5), b"")
 
     # -- hand-over ----------------------------------------------------------------------------------
+
+    def moveout_due_in(self, r: Reader, code5: bytes) -> str | None:
+        """The day the certificate stored under ``code5`` falls due (None: none, or erased)."""
+        value = r.get(layout.MOVEOUT, code5)
+        if value is None:
+            return None
+        env = envelope.unpack(value)
+        if self._keyring.erased(env.key_id):
+            return None
+        plaintext = self._keyring.sealing_key(env.key_id).open(env.sealed, envelope.aad(layout.MOVEOUT, code5, env.version, env.key_id))
+        return moveout_due(_MOVEOUT_DECODER.decode(plaintext).planned_moveout_date, self._moveout_keep_days)
 
     def moveout_for_blocking(self, resident_code: str) -> MoveOutCertificate | None:
         """The move-out certificate waiting for ``resident_code``'s special move-in, if any."""

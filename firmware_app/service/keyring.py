@@ -26,6 +26,7 @@ IndexMac = ProcessIndexMac | HsmIndexMac
 
 _KEK_CHECK = b"kek_check"
 _ROLE_PREFIX = b"key_role:"
+_DESTROYED_PREFIX = b"epoch_destroyed:"
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(WrappedKey)
 
@@ -48,6 +49,7 @@ class Keyring:
         self._macs: dict[int, IndexMac] = {}
         self._roles: dict[str, int] = {}
         self._erased: set[int] = set()
+        self._destroyed: set[str] = set()
         self._kek_check = b""
         self._last_probe_s = float("-inf")
         self._sealed = True
@@ -66,13 +68,19 @@ class Keyring:
                 stored_check = r.get(layout.META, _KEK_CHECK)
                 wrapped = [_DECODER.decode(v) for _, v in r.items(layout.KEYS)]
                 roles = {k[len(_ROLE_PREFIX) :].decode(): layout.unpack_u32(v) for k, v in r.prefix(layout.META, _ROLE_PREFIX)}
+                destroyed = {k[len(_DESTROYED_PREFIX) :].decode() for k, _ in r.prefix(layout.META, _DESTROYED_PREFIX)}
             if stored_check is None:
                 self._store.write(lambda w: w.put(layout.META, _KEK_CHECK, check))
             elif stored_check != check:
                 raise HsmUnavailable("HSM token holds a different KEK than the one this store was written with")
             self._kek_check = check
+            self._destroyed = destroyed
             for wk in wrapped:
-                self._unwrap(wk)
+                if wk.wrapped_by in destroyed:
+                    # Erased for good, even if a key of the same label was made again since.
+                    self._erased.add(wk.key_id)
+                else:
+                    self._unwrap(wk)
             self._roles = roles
             self._sealed = False
             self._last_probe_s = self._clock.monotonic_s()
@@ -192,10 +200,50 @@ class Keyring:
             with self._create_lock:
                 if role not in self._roles:
                     label = epoch_label(retention_class, period)
+                    if label in self._destroyed:
+                        raise HsmKeyMissing(f"epoch {label} was destroyed; nothing may be sealed under it again")
                     if not self._token.has_key_blocking(label):
                         self._token.create_wrapping_key_blocking(label)
                     self._create(label, "seal", role=role)
         return self.sealing_key(self._role(role))
+
+    def epoch_periods(self, retention_class: str) -> list[str]:
+        """The periods of ``retention_class`` that have a data key and are not yet erased."""
+        prefix = f"epoch:{retention_class}:"
+        return sorted(
+            role[len(prefix) :] for role, key_id in self._roles.items() if role.startswith(prefix) and key_id not in self._erased
+        )
+
+    def destroy_epoch_blocking(self, retention_class: str, period: str) -> str:
+        """Cryptographic erase (NIST SP 800-88 purge): destroy the epoch key in the HSM and forget
+        its data key here, so every copy of what it sealed — backups and off-site media included —
+        can never be opened again.  Idempotent; returns the token label destroyed."""
+        self.ensure_live()
+        label = epoch_label(retention_class, period)
+        with self._create_lock:
+            # Recorded first: if the process dies between the two steps, the next start treats the
+            # epoch as erased and the next run destroys the key (idempotent).
+            self._store.write(lambda w: w.put(layout.META, _DESTROYED_PREFIX + label.encode(), b""))
+            self._destroyed.add(label)
+            if self._token.has_key_blocking(label):
+                self._token.destroy_key_blocking(label)
+            key_id = self._roles.get(f"epoch:{retention_class}:{period}")
+            if key_id is not None:
+                self._erased.add(key_id)
+                self._keys.pop(key_id, None)
+        log.info("epoch key destroyed: %s", label)
+        return label
+
+    def purge_destroyed_blocking(self) -> list[str]:
+        """Destroy again any token key under a label recorded as destroyed (made anew by a
+        re-provisioning): nothing may ever be sealed under an erased epoch's label."""
+        purged = []
+        with self._create_lock:
+            for label in sorted(self._destroyed):
+                if self._token.has_key_blocking(label):
+                    self._token.destroy_key_blocking(label)
+                    purged.append(label)
+        return purged
 
     def erased(self, key_id: int) -> bool:
         """True when the key's epoch key is gone from the HSM (cryptographic erase)."""

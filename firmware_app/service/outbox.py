@@ -8,9 +8,10 @@ and key id, so an entry moved to another sequence number no longer opens.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from firmware_app.service.keyring import Keyring
+from firmware_app.service.keyring import Keyring, SealingKey
 from storage import envelope, layout
 from storage.errors import CorruptValue
 from storage.store import Reader, Store, Writer
@@ -65,24 +66,29 @@ class Outbox:
             0 if acked_value is None else layout.unpack_u64(acked_value),
         )
 
+    def state_in(self, r: Reader) -> OutboxState:
+        """The outbox's cursors as seen by the caller's transaction."""
+        return self._state(r)
+
     def state_blocking(self) -> OutboxState:
         """The outbox's cursors as committed."""
         with self._store.read() as r:
             return self._state(r)
 
-    def stage(self, w: Writer, entries: list[bytes]) -> int:
+    def stage(self, w: Writer, entries: list[bytes], *, keys: Sequence[SealingKey | None] | None = None) -> int:
         """Seal and append ``entries`` (canonical bytes) inside the caller's transaction; returns
-        the sequence number of the first (nothing is appended for an empty list)."""
+        the sequence number of the first (nothing is appended for an empty list).  ``keys`` may name
+        another key per entry (a retention epoch's, so the entry can be erased with it)."""
         first = self._state(w).next_seq
         if not entries:
             return first
-        key = self._keyring.outbox_key()
-        seal, key_id = key.seal, key.key_id
+        default = self._keyring.outbox_key()
         seq = first
-        for data in entries:
+        for index, data in enumerate(entries):
+            key = (keys[index] if keys is not None else None) or default
             skey = layout.pack_u64(seq)
-            sealed = seal(data, envelope.aad(self.table, skey, _VERSION, key_id))
-            w.put(self.table, skey, envelope.pack(key_id, _VERSION, sealed), overwrite=False)
+            sealed = key.seal(data, envelope.aad(self.table, skey, _VERSION, key.key_id))
+            w.put(self.table, skey, envelope.pack(key.key_id, _VERSION, sealed), overwrite=False)
             seq += 1
         w.put(layout.META, self._next_key, layout.pack_u64(seq))
         return first
@@ -106,6 +112,16 @@ class Outbox:
                 if len(out) >= limit or size >= max_bytes:
                     break
         return out
+
+    def replace_entry(self, w: Writer, seq: int, data: bytes) -> bool:
+        """Replace a staged, unacknowledged entry (an expired one by a tombstone) under the outbox
+        key; False when it is no longer there (acknowledged and deleted)."""
+        skey = layout.pack_u64(seq)
+        if w.get(self.table, skey) is None:
+            return False
+        key = self._keyring.outbox_key()
+        w.put(self.table, skey, envelope.pack(key.key_id, _VERSION, key.seal(data, envelope.aad(self.table, skey, _VERSION, key.key_id))))
+        return True
 
     def stage_acked(self, w: Writer, through_seq: int) -> int:
         """Record the peer's acknowledgement of every entry up to ``through_seq`` and delete them;
