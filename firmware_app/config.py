@@ -70,6 +70,8 @@ class Config:
     limits: LinkLimits
     moveout_keep_days: int
     drain_timeout_s: float
+    retention_interval_s: float = 3600.0
+    retention_batch: int = 1000
 
     def tls(self) -> TlsConfig:
         """The TLS settings, pinning every configured peer."""
@@ -227,6 +229,8 @@ def load_config(path: Path) -> Config:
 
     retention = top.table("retention")
     moveout_keep_days = retention.integer("moveout_keep_days", 30, 1, 365)
+    retention_interval_s = retention.seconds("interval_s", 3600.0, 1.0, 7 * 86400.0)
+    retention_batch = retention.integer("batch", 1000, 1, 100_000)
     retention.done()
 
     daemon = top.table("daemon")
@@ -236,5 +240,5 @@ def load_config(path: Path) -> Config:
 
     return Config(
         store_path, map_size_bytes, hsm, strict, tls_cert, tls_key, tls_ca, listen_host, listen_port,
-        handshake_timeout_s, peers, limits, moveout_keep_days, drain_timeout_s,
+        handshake_timeout_s, peers, limits, moveout_keep_days, drain_timeout_s, retention_interval_s, retention_batch,
     )

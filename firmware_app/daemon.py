@@ -28,11 +28,13 @@ from firmware_app.links.messages import MessageCodec
 from firmware_app.links.national_query import NationalQueryClient
 from firmware_app.links.outbound import OutboundLink
 from firmware_app.links.server import LinkServer
+from firmware_app.service.errors import ServiceUnavailable
 from firmware_app.service.gateway import Gateway
 from firmware_app.service.identity_file import IdentityFile
 from firmware_app.service.intake import Intake
 from firmware_app.service.keyring import Keyring
 from firmware_app.service.outbox import Outbox
+from firmware_app.service.retention import RetentionReport, RetentionSweep
 from hsm.config import open_token
 from hsm.errors import HsmError
 from hsm.keys import Signer
@@ -98,6 +100,7 @@ class Daemon:
             await self.stop()
             raise
         self.ready = True
+        self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
         log.info("ready: listening on %s port %d", self.config.listen_host, self.server.port if self.server else 0)
 
     def _open_storage(self) -> None:
@@ -143,8 +146,14 @@ class Daemon:
             clock=self._clock,
             moveout_keep_days=self.config.moveout_keep_days,
         )
+        retention = RetentionSweep(self.store, self.keyring, intake, self._clock, batch=self.config.retention_batch)
         self.gateway = Gateway(
-            store=self.store, keyring=self.keyring, intake=intake, outboxes=outboxes, signer=Signer(self._token, SIGNING_LABEL)
+            store=self.store,
+            keyring=self.keyring,
+            intake=intake,
+            outboxes=outboxes,
+            signer=Signer(self._token, SIGNING_LABEL),
+            retention=retention,
         )
 
     async def _start_links(self) -> None:
@@ -174,6 +183,21 @@ class Daemon:
         national = cfg.peers.get("national")
         if national is not None and national.endpoint is not None:
             self.national_query = NationalQueryClient(national.endpoint, cfg.tls_for("national"), codec)
+
+    async def _retention_loop(self) -> None:
+        """A retention run at start and then every ``retention.interval_s``; a failed run is logged
+        and retried at the next interval (the engine is idempotent)."""
+        while True:
+            try:
+                await self.run_retention()
+            except ServiceUnavailable as exc:
+                log.error("retention run failed: %s", exc)
+            await asyncio.sleep(self.config.retention_interval_s)
+
+    async def run_retention(self) -> RetentionReport:
+        """One retention run now (the console's on-demand command, issue 5)."""
+        assert self.gateway is not None
+        return await self.gateway.run_retention()
 
     async def _session(self, role: str, conn: Connection) -> None:
         assert self.gateway is not None

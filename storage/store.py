@@ -130,6 +130,31 @@ class Writer(Reader):
         """Delete ``key`` (or only ``key`` → ``value`` in a duplicate-sorted index)."""
         return self._txn.delete(key, value, db=self._dbs[db])
 
+    def pop_range(self, db: str, start: bytes, stop: bytes, limit: int) -> list[bytes]:
+        """Delete up to ``limit`` entries with ``start <= key < stop`` in key order, walking one
+        cursor (no descent from the root per key); returns the keys deleted."""
+        cursor = self._txn.cursor(self._dbs[db])
+        deleted: list[bytes] = []
+        if not cursor.set_range(start):
+            return deleted
+        while len(deleted) < limit:
+            key = cursor.key()
+            if not key or key >= stop:
+                break
+            deleted.append(key)
+            if not cursor.delete():
+                break
+        return deleted
+
+    def delete_sorted(self, db: str, keys: Iterable[bytes]) -> int:
+        """Delete keys given in ascending order with one cursor; returns how many existed."""
+        cursor = self._txn.cursor(self._dbs[db])
+        deleted = 0
+        for key in keys:
+            if cursor.set_key(key):
+                deleted += cursor.delete()
+        return deleted
+
     def put_sorted(self, db: str, items: Iterable[tuple[bytes, bytes]]) -> int:
         """Bulk insert of items already sorted by key (and value for indexes); returns how many were new."""
         # An index keeps many codes per key; a pair already present is not new (dupdata off).
@@ -246,15 +271,24 @@ class Store:
             raise StoreClosed("store is closed")
         old_umask = os.umask(0o077)
         try:
-            with self._guard.shared():
-                with self._env.begin(buffers=False) as txn:
-                    result = inspect(Reader(txn, self._dbs)) if inspect is not None else None
-                    self._env.copy(str(path), compact=compact, txn=txn)
-                    return result
+            try:
+                return self._copy(path, compact, inspect)
+            except lmdb.MapResizedError:
+                # Another process (the daemon) grew the map past ours: adopt its size, once.
+                with self._guard.exclusive():
+                    self._env.set_mapsize(0)
+                return self._copy(path, compact, inspect)
         except lmdb.Error as exc:
             raise StorageError(f"LMDB copy failed ({type(exc).__name__})") from None
         finally:
             os.umask(old_umask)
+
+    def _copy(self, path: Path, compact: bool, inspect: Callable[[Reader], T] | None) -> T | None:
+        with self._guard.shared():
+            with self._env.begin(buffers=False) as txn:
+                result = inspect(Reader(txn, self._dbs)) if inspect is not None else None
+                self._env.copy(str(path), compact=compact, txn=txn)
+                return result
 
     def file_bytes(self) -> int:
         """Size of the data file on disk."""

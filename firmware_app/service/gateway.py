@@ -31,6 +31,7 @@ from firmware_app.service.errors import ServiceUnavailable
 from firmware_app.service.keyring import Keyring
 from firmware_app.service.intake import Applied, Intake, IntakeError, Update
 from firmware_app.service.outbox import Outbox, SignedBatch
+from firmware_app.service.retention import RetentionReport, RetentionSweep
 from hsm.errors import HsmError
 from hsm.keys import Signer
 from storage.errors import StorageError
@@ -75,11 +76,15 @@ class Gateway:
         outboxes: Mapping[str, Outbox],
         signer: Signer,
         check_workers: CheckWorkers | None = None,
+        retention: RetentionSweep | None = None,
         reader_threads: int = 4,
     ) -> None:
         self._store = store
         self._keyring = keyring
         self._check_workers = check_workers
+        self._retention = retention
+        # Its own thread: each sweep batch takes the store's write lock briefly, between intake groups.
+        self._sweeper = ThreadPoolExecutor(1, thread_name_prefix="cs-retention")
         self._intake = intake
         self._outboxes = dict(outboxes)
         self._signer = signer
@@ -102,6 +107,7 @@ class Gateway:
         """Wait for running calls, then stop the threads (after the links have stopped)."""
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
+        self._sweeper.shutdown(wait=True)
 
     # -- inbound ----------------------------------------------------------------------------------
 
@@ -161,6 +167,14 @@ class Gateway:
         entries = [data for _, data in pending]
         signature = self._signer.sign(batch_signed_bytes(channel, from_seq, entries))
         return SignedBatch(from_seq, entries, signature)
+
+    # -- retention --------------------------------------------------------------------------------
+
+    async def run_retention(self) -> RetentionReport:
+        """One retention run (scheduled by the daemon; on demand from the console)."""
+        if self._retention is None:
+            raise ServiceUnavailable("no retention engine configured")
+        return await self._run(self._sweeper, "running retention", self._retention.run_blocking)
 
     # -- consistency check --------------------------------------------------------------------------
 

@@ -98,11 +98,9 @@ class RetentionSweep:
     def _history_batch(self, w: Writer, today: str) -> int:
         """Delete up to one batch of due history versions with their schedule entries."""
         stop = today.encode() + b"\xff"  # every key whose due date is today or earlier
-        keys = [key for key, _ in _limited(w.items(layout.RETENTION, b"", stop), self._batch)]
-        for key in keys:
-            code_version = key[8:]
-            w.delete(layout.HISTORY, code_version)
-            w.delete(layout.RETENTION, key)
+        keys = w.pop_range(layout.RETENTION, b"", stop, self._batch)
+        # In key order, with one cursor: each history page is reached once per batch, not per version.
+        w.delete_sorted(layout.HISTORY, sorted(key[8:] for key in keys))
         return len(keys)
 
     def _expiry_batch(self, w: Writer, today: str, report: RetentionReport) -> int:

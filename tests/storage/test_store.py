@@ -434,3 +434,23 @@ def test_readers_see_consistent_snapshots_while_the_map_grows(tmp_path: Path) ->
     finally:
         if not any(t.is_alive() for t in threads):
             store.close()
+
+
+def test_pop_range_deletes_in_order_up_to_the_limit_and_stops_at_stop(store: Store) -> None:
+    keys = [b"2026%04d" % i for i in range(10)] + [b"2027%04d" % i for i in range(3)]
+    store.write(lambda w: [w.put(layout.RETENTION, k, b"") for k in keys])
+    first = store.write(lambda w: w.pop_range(layout.RETENTION, b"", b"2026\xff", 4))
+    assert first == keys[:4]
+    rest = store.write(lambda w: w.pop_range(layout.RETENTION, b"", b"2026\xff", 100))
+    assert rest == keys[4:10]
+    assert store.write(lambda w: w.pop_range(layout.RETENTION, b"", b"2026\xff", 100)) == []
+    with store.read() as r:
+        assert [k for k, _ in r.items(layout.RETENTION)] == keys[10:]
+
+
+def test_delete_sorted_counts_only_keys_that_existed(store: Store) -> None:
+    store.write(lambda w: [w.put(layout.HISTORY, bytes([i]) * 9, b"v") for i in range(1, 6)])
+    deleted = store.write(lambda w: w.delete_sorted(layout.HISTORY, [bytes([i]) * 9 for i in (0, 2, 3, 9)]))
+    assert deleted == 2
+    with store.read() as r:
+        assert [k[0] for k, _ in r.items(layout.HISTORY)] == [1, 4, 5]
