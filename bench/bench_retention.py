@@ -5,10 +5,10 @@ running meanwhile.  Prints figures; asserts nothing.
 
 Setup (not timed): R residents loaded with the parallel bulk loader (the lookup targets), then
 ``--versions`` history versions written directly in the product's layout — each sealed under its
-history epoch key with the record's real bytes, with its schedule entry — a fraction ``--due`` of
+history epoch key with the record's real bytes, with its index entry — a fraction ``--due`` of
 them due by the sweep's day.  Then:
-  baseline  plain LMDB: delete the same number of keys, in the same batches, from a copy of the
-            schedule shape in a plain table (no epoch logic, no history table);
+  baseline  plain LMDB: delete the same number of keys, in the same batches, from two plain tables
+            shaped like the product's (date-first keys with ~300-byte values, and a small index);
   sweep     RetentionSweep.run_blocking() on the product store (its batches are durable
             transactions), while a second thread looks residents up as fast as it can;
   lookups   p50/p99 of decrypted look-ups by resident code before the sweep (quiet) and during it.
@@ -74,7 +74,7 @@ def _write_history(store: Store, keyring: Keyring, residents: int, versions: int
         batch.sort()
         def write(w) -> None:  # type: ignore[no-untyped-def]
             w.put_sorted(layout.HISTORY, [(k, v) for k, v, _ in batch])
-            w.put_sorted(layout.RETENTION, sorted((r, b"") for _, _, r in batch))
+            w.put_sorted(layout.HISTORY_INDEX, sorted((ix, k[:8]) for k, _, ix in batch))
         store.write(write)
         batch.clear()
 
@@ -84,10 +84,10 @@ def _write_history(store: Store, keyring: Keyring, residents: int, versions: int
         day = due_day if rng.random() < due_fraction else kept_day
         due_count += day == due_day
         key = keys[day]
-        hkey = layout.history_key(code5, version)
+        hkey = layout.history_key(retention_due(day), code5, version)
         payload = _HISTORY.encode(_History(day, sample[i % len(sample)]))
         sealed = envelope.pack(key.key_id, version, key.seal(payload, envelope.aad(layout.HISTORY, hkey, version, key.key_id)))
-        batch.append((hkey, sealed, layout.retention_key(retention_due(day), code5, version)))
+        batch.append((hkey, sealed, layout.history_index_key(code5, version)))
         if len(batch) >= 50_000:
             flush()
     if batch:

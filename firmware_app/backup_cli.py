@@ -25,11 +25,20 @@ import sys
 from pathlib import Path
 
 from firmware_app.clock import SystemClock
-from firmware_app.config import ConfigError, load_config
-from firmware_app.service.backup import Manifest, backup_blocking, restore_blocking, verify_backup
+from firmware_app.config import Config, ConfigError, load_config
+from firmware_app.service.backup import (
+    Manifest,
+    backup_blocking,
+    restore_blocking,
+    verify_backup,
+)
 from firmware_app.service.backup_files import write_private_file
 from firmware_app.service.backup_manifest import BackupError
-from firmware_app.service.offsite import generate_recipient_keypair, open_offsite_blocking, seal_offsite_blocking
+from firmware_app.service.offsite import (
+    generate_recipient_keypair,
+    open_offsite_blocking,
+    seal_offsite_blocking,
+)
 from hsm.config import open_token
 from hsm.errors import HsmError
 from hsm.keys import Signer
@@ -48,7 +57,7 @@ def _describe(manifest: Manifest) -> str:
     )
 
 
-def _config_of(args: argparse.Namespace):  # noqa: ANN202 (Config)
+def _config_of(args: argparse.Namespace) -> Config:
     if args.config is None:
         raise BackupError(f"--config is required for {args.command}")
     return load_config(args.config)

@@ -7,13 +7,13 @@ import struct
 from storage.errors import CorruptValue
 
 IDENTITY = "identity"  # code5 → envelope(current record)
-HISTORY = "history"  # code5 ‖ version4 → envelope(superseded record)
+HISTORY = "history"  # due8 ‖ code5 ‖ version4 → envelope(superseded record), in deletion order
 IX_NUMBER = "ix_number"  # mac8 → code5 (dup)
 IX_KANA = "ix_kana"
 IX_KANJI = "ix_kanji"
 IX_BIRTH = "ix_birth"
 IX_ADDR = "ix_addr"
-RETENTION = "retention"  # due8 ‖ code5 ‖ version4 → b"" (history due for deletion, by date)
+HISTORY_INDEX = "history_ix"  # code5 ‖ version4 → due8 (a resident's versions, and where each is)
 KEYS = "keys"  # key_id4 → msgpack(WrappedKey)
 META = "meta"  # name → value
 OUTBOX_PREF = "outbox_pref"  # seq8 → envelope(outbox entry) for the prefecture
@@ -23,11 +23,11 @@ MOVEOUT = "moveout"  # code5 → envelope(move-out certificate) awaiting a speci
 EXPIRY = "expiry"  # due8 ‖ class1 ‖ key → b"" (what else falls due: move-out certificates, destination records)
 
 INDEXES = (IX_NUMBER, IX_KANA, IX_KANJI, IX_BIRTH, IX_ADDR)
-PLAIN = (IDENTITY, HISTORY, RETENTION, KEYS, META, OUTBOX_PREF, OUTBOX_NATIONAL, INBOX, MOVEOUT, EXPIRY)
+PLAIN = (IDENTITY, HISTORY, HISTORY_INDEX, KEYS, META, OUTBOX_PREF, OUTBOX_NATIONAL, INBOX, MOVEOUT, EXPIRY)
 OUTBOXES = (OUTBOX_PREF, OUTBOX_NATIONAL)
 ALL = PLAIN + INDEXES
 
-SCHEMA_VERSION = b"1"
+SCHEMA_VERSION = b"2"
 
 CODE_BYTES = 5
 _U32 = struct.Struct(">I")
@@ -64,14 +64,15 @@ def unpack_u32(data: bytes) -> int:
     return _U32.unpack(data)[0]
 
 
-def history_key(code5: bytes, version: int) -> bytes:
-    """Key of one superseded version."""
-    return code5 + _U32.pack(version)
-
-
-def retention_key(due_yyyymmdd: str, code5: bytes, version: int) -> bytes:
-    """Key of one history version in the retention schedule, ordered by due date."""
+def history_key(due_yyyymmdd: str, code5: bytes, version: int) -> bytes:
+    """Key of one superseded version: its deletion date first, so the retention sweep deletes
+    a contiguous range of pages instead of scattered entries."""
     return due_yyyymmdd.encode("ascii") + code5 + _U32.pack(version)
+
+
+def history_index_key(code5: bytes, version: int) -> bytes:
+    """Key of a resident's version in the history index (its value is the deletion date)."""
+    return code5 + _U32.pack(version)
 
 
 def pack_u64(value: int) -> bytes:

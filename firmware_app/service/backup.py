@@ -1,4 +1,4 @@
-"""Backups of the store: a compact, consistent copy with a manifest signed by the HSM key; and the
+"""Backups of the store: a consistent copy with a manifest signed by the HSM key; and the
 verification and restore of one.
 
 The copy is LMDB's own (one read transaction), so it is a committed state even while ``csd``
@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+
+import msgspec
 
 from firmware_app.clock import Clock
 from firmware_app.service.backup_files import (
@@ -41,16 +43,16 @@ from firmware_app.service.backup_manifest import (
     verify_signature,
 )
 from hsm.keys import Signer
-from storage.errors import StorageError
+from storage.errors import CorruptValue, StorageError
 from storage.store import Store, read_copy, store_in_use
 
 __all__ = [
-    "BackupError",
-    "BackupRejected",
     "DATA_FILE",
     "MANIFEST_FILE",
-    "Manifest",
     "SIGNATURE_FILE",
+    "BackupError",
+    "BackupRejected",
+    "Manifest",
     "backup_blocking",
     "restore_blocking",
     "verify_backup",
@@ -75,10 +77,11 @@ def backup_blocking(store: Store, signer: Signer, out_dir: Path, *, clock: Clock
     tmp = temporary_sibling(out_dir, "backup")
     try:
         try:
-            summary = store.copy_to(tmp, compact=True, inspect=summarize)
+            store.copy_to(tmp)
+            with read_copy(tmp) as r:
+                summary = summarize(r)  # of the copy itself: the live store has moved on
         except StorageError as exc:
             raise BackupError(f"store copy failed: {exc}") from None
-        assert summary is not None
         data = tmp / DATA_FILE
         data.chmod(0o600)
         size_bytes, sha256 = hash_file(data)
@@ -186,7 +189,7 @@ def _check_content(manifest: Manifest, env_dir: Path) -> None:
             summary = summarize(r)
     except StorageError:
         raise BackupRejected("data file is not a readable store") from None
-    except Exception:
+    except (CorruptValue, msgspec.DecodeError, msgspec.ValidationError, UnicodeError):
         raise BackupRejected("data file content is malformed") from None
     if summary != manifest.store:
         differing = sorted(

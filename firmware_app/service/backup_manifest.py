@@ -24,9 +24,9 @@ from storage import layout
 from storage.store import Reader
 
 __all__ = [
+    "FORMAT_VERSION",
     "BackupError",
     "BackupRejected",
-    "FORMAT_VERSION",
     "KeyRef",
     "Manifest",
     "StoreSummary",

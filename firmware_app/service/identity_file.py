@@ -261,16 +261,16 @@ class IdentityFile:
     def _stage_history(self, w: Writer, code5: bytes, version: int, record: IdentityRecord, today: str) -> None:
         due = retention_due(today)
         key = self._keyring.epoch_key("history", due[:4], create=False)
-        hkey = layout.history_key(code5, version)
+        hkey = layout.history_key(due, code5, version)
         payload = _HISTORY_ENCODER.encode(_HistoryPayload(today, encode_record(record)))
         sealed = key.seal(payload, envelope.aad(layout.HISTORY, hkey, version, key.key_id))
         w.put(layout.HISTORY, hkey, envelope.pack(key.key_id, version, sealed))
-        w.put(layout.RETENTION, layout.retention_key(due, code5, version), b"")
+        w.put(layout.HISTORY_INDEX, layout.history_index_key(code5, version), due.encode("ascii"))
 
     @staticmethod
     def _last_history_version(r: Reader, code5: bytes) -> int:
         last = 0
-        for key, _ in r.prefix(layout.HISTORY, code5):
+        for key, _ in r.prefix(layout.HISTORY_INDEX, code5):
             last = layout.unpack_u32(key[layout.CODE_BYTES :])
         return last
 
@@ -290,7 +290,11 @@ class IdentityFile:
         code5 = layout.pack_code(resident_code)
         out = []
         with self._store.read() as r:
-            for key, value in r.prefix(layout.HISTORY, code5):
+            for index_key, due in r.prefix(layout.HISTORY_INDEX, code5):
+                key = due + index_key
+                value = r.get(layout.HISTORY, key)
+                if value is None:
+                    raise CorruptValue("history index names a version that is not stored")
                 if self._keyring.erased(envelope.unpack(value).key_id):
                     continue
                 version, plaintext = self._open(layout.HISTORY, key, value)

@@ -110,6 +110,13 @@ class Keyring:
                 raise HsmUnavailable("HSM token lacks the KEK that wraps the data keys") from None
             # Its epoch key was destroyed: what it encrypted is cryptographically erased.
             self._erased.add(wk.key_id)
+        except HsmError:
+            if not wk.wrapped_by.startswith(EPOCH_PREFIX) or self._token.lost:
+                raise
+            # A key of that label exists but is not the one that wrapped this data key: the original
+            # was destroyed (a store restored from before the erase, then re-provisioned). Erased.
+            log.warning("data key %d: its epoch key %s is not the original; treated as erased", wk.key_id, wk.wrapped_by)
+            self._erased.add(wk.key_id)
 
     def seal(self, *, reason: str | None = None) -> None:
         """Forget every unwrapped key; the identity file refuses personal data until restart.

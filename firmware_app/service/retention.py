@@ -98,9 +98,10 @@ class RetentionSweep:
     def _history_batch(self, w: Writer, today: str) -> int:
         """Delete up to one batch of due history versions with their schedule entries."""
         stop = today.encode() + b"\xff"  # every key whose due date is today or earlier
-        keys = w.pop_range(layout.RETENTION, b"", stop, self._batch)
-        # In key order, with one cursor: each history page is reached once per batch, not per version.
-        w.delete_sorted(layout.HISTORY, sorted(key[8:] for key in keys))
+        # History is keyed by deletion date: the due versions are the front of the table, deleted
+        # with one cursor, page after page; their index entries (small) are deleted in key order.
+        keys = w.pop_range(layout.HISTORY, b"", stop, self._batch)
+        w.delete_sorted(layout.HISTORY_INDEX, sorted(key[8:] for key in keys))
         return len(keys)
 
     def _expiry_batch(self, w: Writer, today: str, report: RetentionReport) -> int:

@@ -58,7 +58,7 @@ FRAME_LIMIT = 1 << 20  # the daemon's default max_frame_bytes
 CODEC = MessageCodec()
 FRAME_LEVEL = frozenset({E_FRAME_TOO_LARGE, E_FRAME_EMPTY})
 #: The tables whose bytes must not change under a refused input (outboxes are checked by state).
-DATA_TABLES = (layout.IDENTITY, layout.HISTORY, layout.RETENTION, layout.MOVEOUT, layout.INBOX, *layout.INDEXES)
+DATA_TABLES = (layout.IDENTITY, layout.HISTORY, layout.HISTORY_INDEX, layout.MOVEOUT, layout.INBOX, *layout.INDEXES)
 
 
 def run(scenario) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from pathlib import Path
 
 from child_identity import PRELUDE
 
@@ -73,12 +74,41 @@ if step == "build":
         seq += applied.count
         per_round[day] = sorted(set(history_keys()) - before)
     print(json.dumps({"rounds": per_round, "epochs": keyring.epoch_periods("history"), "card_next": card_state.next_seq}))
+elif step == "backup":
+    from firmware_app.service.backup import backup_blocking
+    from hsm.keys import Signer
+    from hsm.labels import SIGNING_LABEL
+
+    backup_blocking(store, Signer(token, SIGNING_LABEL), Path(sys.argv[3]), clock=clock)
+    (Path(sys.argv[3]).parent / "cs-signing-key.der").write_bytes(token.public_key_der_blocking(SIGNING_LABEL))
+    print(json.dumps({"ok": True}))
+elif step == "restore_check":
+    # After the sweep destroyed epochs: restore the backup taken before it, and read what opens.
+    from firmware_app.service.backup import restore_blocking
+    from firmware_app.service.identity_file import IdentityFile
+    from firmware_app.service.keyring import Keyring
+    from storage.store import Store
+
+    backup = Path(sys.argv[3])
+    target = state / "restored"
+    restore_blocking(backup, target, (backup.parent / "cs-signing-key.der").read_bytes())
+    restored = Store(target)
+    rkeyring = Keyring(token, restored, clock)
+    rkeyring.open_blocking()
+    rfile = IdentityFile(restored, rkeyring, clock)
+    with restored.read() as r:
+        stored_versions = r.count(layout.HISTORY)
+    residents = list(generate(60, seed=4, today="20261126"))
+    readable = sum(len(rfile.history_blocking(x.resident_code)) for x in residents)
+    current = sum(rfile.get_blocking(x.resident_code) is not None for x in residents)
+    print(json.dumps({"stored_versions": stored_versions, "readable_versions": readable, "current": current,
+                      "moveout": rkeyring.epoch_periods("moveout")}))
 elif step == "sweep":
     at(sys.argv[3])
     batch = int(sys.argv[4]) if len(sys.argv) > 4 else 10_000
     report = RetentionSweep(store, keyring, intake, clock, batch=batch).run_blocking()
     with store.read() as r:
-        retention_left = sorted(k.hex() for k, _ in r.items(layout.RETENTION))
+        retention_left = sorted(k.hex() for k, _ in r.items(layout.HISTORY_INDEX))
         moveouts = r.count(layout.MOVEOUT)
         expiry_left = r.count(layout.EXPIRY)
     card = intake.outbox("card_system")

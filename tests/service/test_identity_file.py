@@ -146,7 +146,7 @@ def test_removal_moves_the_record_to_history(loaded, residents, store):
     assert loaded.search_blocking(FourItemQuery(name=record.name_kana, birth_date=record.birth_date)) == []
     due = retention_due(TODAY)
     with store.read() as r:
-        scheduled = [k for k, _ in r.prefix(layout.RETENTION, due.encode())]
+        scheduled = [k for k, _ in r.prefix(layout.HISTORY, due.encode())]
     assert len(scheduled) == 2
 
 
@@ -232,7 +232,7 @@ def test_history_copied_into_current_does_not_open(loaded, residents, store):
     loaded.put_blocking(_moved(record, change_reason="TENKYO", address="東京都目黒区八雲一丁目1番1号"))
     code5 = layout.pack_code(record.resident_code)
     with store.read() as r:
-        history_value = r.get(layout.HISTORY, layout.history_key(code5, 1))
+        history_value = r.get(layout.HISTORY, layout.history_key(retention_due(TODAY), code5, 1))
     store.write(lambda w: w.put(layout.IDENTITY, code5, history_value))
     with pytest.raises(InvalidCiphertext):
         loaded.get_blocking(record.resident_code)

@@ -165,5 +165,7 @@ def test_u32_and_keys() -> None:
     with pytest.raises(CorruptValue):
         layout.unpack_u32(b"\x00\x00\x00")
     code5 = layout.pack_code("12345678903")
-    assert layout.history_key(code5, 1) < layout.history_key(code5, 2) < layout.history_key(code5, 256)
-    assert layout.retention_key("20260101", code5, 9) < layout.retention_key("20260102", code5, 1)
+    day = "21761126"
+    assert layout.history_key(day, code5, 1) < layout.history_key(day, code5, 2) < layout.history_key(day, code5, 256)
+    assert layout.history_key("20260101", code5, 9) < layout.history_key("20260102", code5, 1)
+    assert layout.history_index_key(code5, 1) < layout.history_index_key(code5, 2)

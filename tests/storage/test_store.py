@@ -68,7 +68,7 @@ def test_write_returns_fn_result_and_reader_sees_own_writes(store: Store) -> Non
 
 
 def test_items_and_prefix_ranges(store: Store) -> None:
-    keys = [layout.history_key(code, v) for code in (CODE_C, CODE_A, CODE_B) for v in (1, 2, 3)]
+    keys = [layout.history_index_key(code, v) for code in (CODE_C, CODE_A, CODE_B) for v in (1, 2, 3)]
 
     def fn(w):
         for k in keys:
@@ -77,10 +77,10 @@ def test_items_and_prefix_ranges(store: Store) -> None:
     store.write(fn)
     with store.read() as r:
         assert [k for k, _ in r.items(HISTORY)] == sorted(keys)
-        assert [k for k, _ in r.prefix(HISTORY, CODE_A)] == [layout.history_key(CODE_A, v) for v in (1, 2, 3)]
-        start, stop = layout.history_key(CODE_A, 2), layout.history_key(CODE_B, 2)
+        assert [k for k, _ in r.prefix(HISTORY, CODE_A)] == [layout.history_index_key(CODE_A, v) for v in (1, 2, 3)]
+        start, stop = layout.history_index_key(CODE_A, 2), layout.history_index_key(CODE_B, 2)
         assert [k for k, _ in r.items(HISTORY, start, stop)] == [
-            layout.history_key(CODE_A, 2), layout.history_key(CODE_A, 3), layout.history_key(CODE_B, 1)
+            layout.history_index_key(CODE_A, 2), layout.history_index_key(CODE_A, 3), layout.history_index_key(CODE_B, 1)
         ]
         assert list(r.items(HISTORY, b"\xff")) == []
         assert list(r.prefix(HISTORY, layout.pack_code("99999999999"))) == []
@@ -321,7 +321,7 @@ def test_schema_version_is_written_and_checked(tmp_path: Path) -> None:
     env = lmdb.open(str(path), max_dbs=32, subdir=True)
     meta = env.open_db(META.encode())
     with env.begin(write=True) as txn:
-        txn.put(b"schema", b"2", db=meta)
+        txn.put(b"schema", b"999", db=meta)
     env.close()
 
     with pytest.raises(StorageError, match="schema"):
@@ -438,14 +438,14 @@ def test_readers_see_consistent_snapshots_while_the_map_grows(tmp_path: Path) ->
 
 def test_pop_range_deletes_in_order_up_to_the_limit_and_stops_at_stop(store: Store) -> None:
     keys = [b"2026%04d" % i for i in range(10)] + [b"2027%04d" % i for i in range(3)]
-    store.write(lambda w: [w.put(layout.RETENTION, k, b"") for k in keys])
-    first = store.write(lambda w: w.pop_range(layout.RETENTION, b"", b"2026\xff", 4))
+    store.write(lambda w: [w.put(layout.HISTORY_INDEX, k, b"") for k in keys])
+    first = store.write(lambda w: w.pop_range(layout.HISTORY_INDEX, b"", b"2026\xff", 4))
     assert first == keys[:4]
-    rest = store.write(lambda w: w.pop_range(layout.RETENTION, b"", b"2026\xff", 100))
+    rest = store.write(lambda w: w.pop_range(layout.HISTORY_INDEX, b"", b"2026\xff", 100))
     assert rest == keys[4:10]
-    assert store.write(lambda w: w.pop_range(layout.RETENTION, b"", b"2026\xff", 100)) == []
+    assert store.write(lambda w: w.pop_range(layout.HISTORY_INDEX, b"", b"2026\xff", 100)) == []
     with store.read() as r:
-        assert [k for k, _ in r.items(layout.RETENTION)] == keys[10:]
+        assert [k for k, _ in r.items(layout.HISTORY_INDEX)] == keys[10:]
 
 
 def test_delete_sorted_counts_only_keys_that_existed(store: Store) -> None:

@@ -103,3 +103,18 @@ def test_a_sweep_killed_at_random_moments_ends_like_an_uninterrupted_one(built: 
     assert final["retention"] == reference["retention"] == []
     assert final["token_epochs"] == reference["token_epochs"]
     assert final["epochs"] == reference["epochs"]
+
+
+def test_a_backup_from_before_the_sweep_yields_nothing_of_an_erased_epoch(built: tuple[Path, dict], tmp_path: Path) -> None:
+    state = _copy(built, tmp_path)
+    rounds = built[1]["rounds"]
+    backup = tmp_path / "backup"
+    _run(state, "backup", str(backup))
+    swept = _run(state, "sweep", "21770301")
+    assert "cs-epoch/history/2176" in swept["report"]["epochs_destroyed"]
+    after = _run(state, "restore_check", str(backup))
+    everything = sum(len(v) for v in rounds.values())
+    assert after["stored_versions"] == everything, "the backup holds every version as it was"
+    # The versions of the erased epoch (superseded 2026-11-26) no longer open; all others do.
+    assert after["readable_versions"] == everything - len(rounds["20261126"])
+    assert after["current"] == 60
