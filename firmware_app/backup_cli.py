@@ -94,7 +94,12 @@ def _restore(args: argparse.Namespace) -> str:
 def _seal(args: argparse.Namespace) -> str:
     if args.public_key is not None:
         verify_backup(args.dir, args.public_key.read_bytes())
-    size_bytes = seal_offsite_blocking(args.dir, args.recipient.read_bytes(), args.out)
+    recipient = args.recipient
+    if recipient is None:
+        recipient = _config_of(args).offsite_recipient
+        if recipient is None:
+            raise ConfigError("no --recipient given and no backup.offsite_recipient configured")
+    size_bytes = seal_offsite_blocking(args.dir, recipient.read_bytes(), args.out)
     return f"off-site file written to {args.out}: {size_bytes:,} bytes"
 
 
@@ -129,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_restore)
     p = sub.add_parser("seal-offsite", help="encrypt a backup to the off-site recipient")
     p.add_argument("dir", type=Path)
-    p.add_argument("--recipient", type=Path, required=True, help="recipient's X25519 public key (PEM)")
+    p.add_argument("--recipient", type=Path, default=None, help="recipient's X25519 public key (PEM); default: backup.offsite_recipient of --config")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--public-key", type=Path, default=None, help="verify the backup with this CS key first")
     p.set_defaults(run=_seal)

@@ -72,6 +72,7 @@ class Config:
     drain_timeout_s: float
     retention_interval_s: float = 3600.0
     retention_batch: int = 1000
+    offsite_recipient: Path | None = None
 
     def tls(self) -> TlsConfig:
         """The TLS settings, pinning every configured peer."""
@@ -233,6 +234,11 @@ def load_config(path: Path) -> Config:
     retention_batch = retention.integer("batch", 1000, 1, 100_000)
     retention.done()
 
+    backup = top.table("backup")
+    recipient = backup.text("offsite_recipient", "")
+    offsite_recipient = (Path(recipient) if Path(recipient).is_absolute() else base / recipient) if recipient else None
+    backup.done()
+
     daemon = top.table("daemon")
     drain_timeout_s = daemon.seconds("drain_timeout_s", 10.0, 0.1, 300.0)
     daemon.done()
@@ -241,4 +247,5 @@ def load_config(path: Path) -> Config:
     return Config(
         store_path, map_size_bytes, hsm, strict, tls_cert, tls_key, tls_ca, listen_host, listen_port,
         handshake_timeout_s, peers, limits, moveout_keep_days, drain_timeout_s, retention_interval_s, retention_batch,
+        offsite_recipient,
     )

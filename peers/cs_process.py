@@ -13,7 +13,7 @@ from pathlib import Path
 from hsm.config import HsmConfig
 from hsm.softhsm import ensure_softhsm_token
 
-__all__ = ["CsProcess", "CsProcessError", "preload_store", "provision_cs_token"]
+__all__ = ["CsProcess", "CsProcessError", "preload_store", "provision_cs_token", "token_env"]
 
 _READY_MARK = "ready: listening"
 #: Children run from the project root, so ``python -m`` never picks up a state directory named
@@ -25,7 +25,8 @@ class CsProcessError(RuntimeError):
     """The daemon did not start, or ended unexpectedly."""
 
 
-def _env(hsm: HsmConfig | None = None) -> dict[str, str]:
+def token_env(hsm: HsmConfig | None = None) -> dict[str, str]:
+    """This environment with the SOFTHSM2_CONF of ``hsm`` (a child must find its own token)."""
     env = {k: v for k, v in os.environ.items() if k != "SOFTHSM2_CONF"}
     if hsm is not None and hsm.softhsm_conf is not None:
         env["SOFTHSM2_CONF"] = str(hsm.softhsm_conf)
@@ -39,7 +40,7 @@ def provision_cs_token(state_dir: Path) -> tuple[HsmConfig, bytes]:
     public_key = state_dir / "cs-signing-key.der"
     subprocess.run(
         [sys.executable, "-m", "hsm.provision", "--state-dir", str(state_dir), "--softhsm", "--public-key-out", str(public_key)],
-        env=_env(hsm),
+        env=token_env(hsm),
         cwd=_ROOT,
         check=True,
         capture_output=True,
@@ -56,7 +57,7 @@ def preload_store(store: Path, hsm: HsmConfig, *, population: int, seed: int, to
             sys.executable, "-m", "peers.preload", "--store", str(store), "--softhsm-conf", str(hsm.softhsm_conf),
             "--pin-file", str(hsm.pin_file), "--population", str(population), "--seed", str(seed), "--today", today,
         ],
-        env=_env(hsm),
+        env=token_env(hsm),
         cwd=_ROOT,
         check=True,
         timeout=timeout_s,
@@ -69,6 +70,7 @@ class CsProcess:
     def __init__(self, config_path: Path, hsm: HsmConfig, log_path: Path, *, log_level: str = "INFO") -> None:
         self._config_path = config_path
         self._hsm = hsm
+        self.hsm = hsm
         self.log_path = log_path
         self._log_level = log_level
         self._proc: subprocess.Popen[bytes] | None = None
@@ -87,7 +89,7 @@ class CsProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                env=_env(self._hsm),
+                env=token_env(self._hsm),
                 cwd=_ROOT,
             )
         deadline = time.monotonic() + ready_timeout_s

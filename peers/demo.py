@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from peers.consistency import ConsistencyClient
 from peers.national import moveout_certificate_of
 from peers.register import submit_event
 from peers.register_stream import Change
-from peers.stand import Stand, open_stand
+from peers.stand import Stand, cs_env, open_stand
 
 MEGURO_RESIDENTS = 280_000
 
@@ -84,6 +85,21 @@ async def _special_move_in(stand: Stand) -> None:
     _say(f"  special move-in: the national server sent a move-out certificate; the register fetched it ({'found' if fetched == cert else 'NOT found'})")
 
 
+def _backup(stand: Stand) -> bool:
+    """``cs-backup backup`` and ``verify`` against the running daemon's store."""
+    config, out = stand.base / "csd.toml", stand.base / "backup"
+    key = stand.base / "hsm" / "cs-signing-key.der"
+    for args in (["backup", "--out", str(out)], ["verify", str(out), "--public-key", str(key)]):
+        done = subprocess.run(
+            [sys.executable, "-m", "firmware_app.backup_cli", "--config", str(config), *args],
+            capture_output=True, text=True, timeout=300, env=cs_env(stand), check=False,
+        )
+        _say(f"   {(done.stdout or done.stderr).strip()}")
+        if done.returncode:
+            return False
+    return True
+
+
 async def _demo(args: argparse.Namespace) -> int:
     base = args.state_dir
     if base.exists():
@@ -138,7 +154,9 @@ async def _demo(args: argparse.Namespace) -> int:
             f"({found.bytes_moved / full.bytes_in:.2%} of the full check data)"
         )
         _say(f"   notices applied out of order: {stand.prefecture.out_of_order}; updates refused: {len(stand.register.refused)}")
-        ok = settled and same and stand.prefecture.out_of_order == 0 and stand.register.resume_regressions == 0
+        _say("6. a backup while the daemon runs, signed by the HSM key, then verified")
+        backed_up = await asyncio.to_thread(_backup, stand)
+        ok = settled and same and backed_up and stand.prefecture.out_of_order == 0 and stand.register.resume_regressions == 0
     _say(f"csd stopped cleanly; all checks {'passed' if ok else 'FAILED'}")
     return 0 if ok else 1
 

@@ -13,14 +13,14 @@ from pathlib import Path
 
 from firmware_app.domain.check_item import CheckItem, check_item_of
 from firmware_app.links.outbound import Endpoint
-from peers.cs_process import CsProcess, preload_store, provision_cs_token
+from peers.cs_process import CsProcess, preload_store, provision_cs_token, token_env
 from peers.national import NationalSim
 from peers.prefecture import PrefectureSim
 from peers.register import RegisterClient
 from peers.register_stream import Change, RegisterStream
 from peers.rig import Pki, free_port, make_pki, write_config
 
-__all__ = ["Stand", "expected_items", "open_stand"]
+__all__ = ["Stand", "cs_env", "expected_items", "open_stand"]
 
 
 @dataclass
@@ -46,6 +46,11 @@ class Stand:
         else:
             await asyncio.to_thread(self.cs.stop)
         await asyncio.to_thread(self.cs.start)
+
+
+def cs_env(stand: Stand) -> dict[str, str]:
+    """The environment a command needs to use the stand's token (its SoftHSM2 configuration)."""
+    return token_env(stand.cs.hsm)
 
 
 def expected_items(initial: Iterable[CheckItem], changes: Iterable[Change]) -> dict[str, CheckItem]:

@@ -27,6 +27,7 @@ from firmware_app.domain.updates import IdentityChange  # noqa: E402
 from firmware_app.service.intake import Intake  # noqa: E402
 from firmware_app.service.outbox import Outbox  # noqa: E402
 from firmware_app.service.retention import RetentionSweep  # noqa: E402
+from peers.population import generate  # noqa: E402
 from peers.national import moveout_certificate_of  # noqa: E402
 from storage import layout  # noqa: E402
 
