@@ -243,8 +243,8 @@ class Intake:
 
     # -- hand-over ----------------------------------------------------------------------------------
 
-    def moveout_due_in(self, r: Reader, code5: bytes) -> str | None:
-        """The day the certificate stored under ``code5`` falls due (None: none, or erased)."""
+    def _moveout_in(self, r: Reader, code5: bytes) -> MoveOutCertificate | None:
+        """The certificate stored under ``code5``, opened (None: none, or its epoch erased)."""
         value = r.get(layout.MOVEOUT, code5)
         if value is None:
             return None
@@ -252,21 +252,18 @@ class Intake:
         if self._keyring.erased(env.key_id):
             return None
         plaintext = self._keyring.sealing_key(env.key_id).open(env.sealed, envelope.aad(layout.MOVEOUT, code5, env.version, env.key_id))
-        return moveout_due(_MOVEOUT_DECODER.decode(plaintext).planned_moveout_date, self._moveout_keep_days)
+        return _MOVEOUT_DECODER.decode(plaintext)
+
+    def moveout_due_in(self, r: Reader, code5: bytes) -> str | None:
+        """The day the certificate stored under ``code5`` falls due (None: none, or erased)."""
+        cert = self._moveout_in(r, code5)
+        return None if cert is None else moveout_due(cert.planned_moveout_date, self._moveout_keep_days)
 
     def moveout_for_blocking(self, resident_code: str) -> MoveOutCertificate | None:
         """The move-out certificate waiting for ``resident_code``'s special move-in, if any."""
         self._keyring.ensure_live()
-        code5 = layout.pack_code(resident_code)
         with self._store.read() as r:
-            value = r.get(layout.MOVEOUT, code5)
-        if value is None:
-            return None
-        env = envelope.unpack(value)
-        if self._keyring.erased(env.key_id):
-            return None
-        plaintext = self._keyring.sealing_key(env.key_id).open(env.sealed, envelope.aad(layout.MOVEOUT, code5, env.version, env.key_id))
-        return _MOVEOUT_DECODER.decode(plaintext)
+            return self._moveout_in(r, layout.pack_code(resident_code))
 
 def _check_op(change: IdentityChange) -> None:
     """The operation must agree with the change reason's class and the record status."""
