@@ -149,3 +149,24 @@ def test_a_misbehaving_prefecture_still_ends_equal_with_each_notice_applied_once
             assert rig.prefecture.copy == rig.cs_items()
 
     asyncio.run(scenario())
+
+
+def test_a_bad_move_out_certificate_from_the_national_server_is_refused_and_not_kept(tmp_path: Path, pki, hsm_config, token) -> None:
+    async def scenario() -> None:
+        records = list(RegisterStream(population=20, seed=31, today=TODAY).initial_records())
+        async with running_cs(tmp_path, pki, hsm_config, token, preload=records) as rig:
+            good = moveout_certificate_of(records[0], planned_moveout_date=TODAY, from_municipality_code="131016")
+            bad = msgspec.structs.replace(good, from_municipality_code="131017")  # wrong check digit
+            sender = rig.national._sender
+            assert sender is not None
+            sender.submit("moveout_certificate", bad)
+            async with asyncio.timeout(10):
+                while not sender.refused:
+                    await asyncio.sleep(0.01)
+            assert [(r.code, r.field) for r in sender.refused] == [("invalid_record", "from_municipality_code")]
+            assert await rig.register.request_moveout(records[0].resident_code) is None
+            await rig.national.send_certificate(good)  # the fixed one takes the refused one's number
+            assert await rig.register.request_moveout(records[0].resident_code) == good
+            assert await rig.daemon.gateway.inbox_next("national") == 2
+
+    asyncio.run(scenario())
