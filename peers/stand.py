@@ -71,6 +71,7 @@ async def open_stand(
     """Provision a token, a PKI and a loaded store under ``base``, start the peers and the daemon."""
     today = datetime.date.today().strftime("%Y%m%d")
     base.mkdir(parents=True, exist_ok=True)
+    base = base.resolve()  # the config names absolute paths (relative ones resolve against its directory)
     hsm, public_key = await asyncio.to_thread(provision_cs_token, base / "hsm")
     pki = await asyncio.to_thread(make_pki, base / "pki")
     store = base / "store"
