@@ -73,6 +73,8 @@ class Config:
     retention_interval_s: float = 3600.0
     retention_batch: int = 1000
     offsite_recipient: Path | None = None
+    #: An outbound link down for longer than this is reported as degraded (STATUS=).
+    watchdog_link_grace_s: float = 120.0
 
     def tls(self) -> TlsConfig:
         """The TLS settings, pinning every configured peer."""
@@ -242,10 +244,14 @@ def load_config(path: Path) -> Config:
     daemon = top.table("daemon")
     drain_timeout_s = daemon.seconds("drain_timeout_s", 10.0, 0.1, 300.0)
     daemon.done()
+
+    watchdog = top.table("watchdog")
+    watchdog_link_grace_s = watchdog.seconds("link_grace_s", 120.0, 0.0, 86400.0)
+    watchdog.done()
     top.done()
 
     return Config(
         store_path, map_size_bytes, hsm, strict, tls_cert, tls_key, tls_ca, listen_host, listen_port,
         handshake_timeout_s, peers, limits, moveout_keep_days, drain_timeout_s, retention_interval_s, retention_batch,
-        offsite_recipient,
+        offsite_recipient, watchdog_link_grace_s,
     )

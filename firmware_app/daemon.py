@@ -4,6 +4,9 @@ Start, in order: configuration → storage → HSM login and self-test → links
 Stop, one path for every cause (SIGTERM, SIGINT, a failed start): stop taking connections and
 updates → let open sessions commit what they accepted and the outbound links stop, within
 ``drain_timeout_s`` → close the HSM session and the LMDB environment.
+
+Under systemd (``Type=notify``): ``READY=1`` once ready, ``WATCHDOG=1`` while the health checks
+pass and ``STATUS=`` saying what is degraded (see ``watchdog``), ``STOPPING=1`` when stopping.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import faulthandler
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
 from firmware_app.clock import Clock, SystemClock
 from firmware_app.config import Config, ConfigError, load_config
+from firmware_app.hygiene import HygieneError, apply_process_hygiene, lock_memory
 from firmware_app.links.connection import Connection
 from firmware_app.links.errors import LinkError
 from firmware_app.links.consistency_link import ConsistencyHandlers
@@ -43,6 +47,10 @@ from hsm.token import Token
 from storage import layout
 from storage.errors import StorageError
 from storage.store import Store
+from watchdog.checks import HsmProbe, LinkWatch, Resources, StorageProbe
+from watchdog.health import Thresholds
+from watchdog.notify import Notifier, forget_environ, watchdog_interval_s
+from watchdog.service import WatchdogService
 
 __all__ = ["Daemon", "StartFailed", "main"]
 
@@ -53,6 +61,7 @@ EXIT_CONFIG = 2
 EXIT_HSM = 3
 EXIT_STORAGE = 4
 EXIT_LINKS = 5
+EXIT_HYGIENE = 6
 
 
 class StartFailed(Exception):
@@ -66,9 +75,19 @@ class StartFailed(Exception):
 class Daemon:
     """The running CS: storage, keys, service and links, started and stopped in order."""
 
-    def __init__(self, config: Config, *, clock: Clock | None = None, token: Token | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        token: Token | None = None,
+        notifier: Notifier | None = None,
+        watchdog_interval_s: float | None = None,
+    ) -> None:
         """``token``: an already logged-in session to use instead of logging in (tests; SoftHSM2
-        allows one login per process).  The daemon then leaves it open when it stops."""
+        allows one login per process).  The daemon then leaves it open when it stops.
+        ``notifier``: the service manager's socket (none: notifications are dropped);
+        ``watchdog_interval_s``: how often to ping it (None: systemd does not watch)."""
         self.config = config
         self._clock = clock or SystemClock()
         self.store: Store | None = None
@@ -83,6 +102,10 @@ class Daemon:
         self._sessions: set[InboundSession] = set()
         self._stopping = False
         self.ready = False
+        self._notifier = notifier or Notifier(None)
+        self._watchdog_interval_s = watchdog_interval_s
+        self.watchdog: WatchdogService | None = None
+        self._watchdog_task: asyncio.Task[None] | None = None
 
     # -- start ----------------------------------------------------------------------------------
 
@@ -101,7 +124,10 @@ class Daemon:
             raise
         self.ready = True
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
-        log.info("ready: listening on %s port %d", self.config.listen_host, self.server.port if self.server else 0)
+        port = self.server.port if self.server else 0
+        log.info("ready: listening on %s port %d", self.config.listen_host, port)
+        self._notifier.send(READY=1, STATUS=f"ready: listening on {self.config.listen_host} port {port}")
+        self._start_watchdog()
 
     def _open_storage(self) -> None:
         try:
@@ -184,6 +210,22 @@ class Daemon:
         if national is not None and national.endpoint is not None:
             self.national_query = NationalQueryClient(national.endpoint, cfg.tls_for("national"), codec)
 
+    def _start_watchdog(self) -> None:
+        assert self.gateway is not None and self.keyring is not None
+        thresholds = Thresholds(link_grace_s=self.config.watchdog_link_grace_s)
+        self.watchdog = WatchdogService(
+            self._notifier,
+            [
+                HsmProbe(self.keyring),
+                StorageProbe(self.gateway.probe_storage),
+                Resources(self.config.store_path, thresholds),
+                LinkWatch(self.outbound, self.gateway.outbox_depth, thresholds),
+            ],
+            interval_s=self._watchdog_interval_s,
+            thresholds=thresholds,
+        )
+        self._watchdog_task = asyncio.create_task(self.watchdog.run(), name="watchdog")
+
     async def _retention_loop(self) -> None:
         """A retention run at start and then every ``retention.interval_s``; a failed run is logged
         and retried at the next interval (the engine is idempotent)."""
@@ -222,6 +264,14 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop intake, drain within the time bound, then close the HSM session and LMDB."""
+        if self.ready:
+            self._notifier.send(STOPPING=1, STATUS="stopping: draining open sessions")
+        # Cancelled before the first await, so it sends nothing more; awaited with the other tasks
+        # (awaiting it here would leave intake open a moment longer).
+        if self._watchdog_task is not None:
+            self._watchdog_task.cancel()
+            self._tasks.append(self._watchdog_task)
+            self._watchdog_task = None
         self.ready = False
         self._stopping = True
         drain_s = self.config.drain_timeout_s
@@ -229,15 +279,15 @@ class Daemon:
             await self.server.stop_accepting()
             for session in list(self._sessions):
                 session.stop()
-            await self.server.close(timeout_s=drain_s)
+            await _bounded("closing the listener and its sessions", self.server.close(timeout_s=drain_s), drain_s + _STEP_MARGIN_S)
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _bounded("stopping the links and tasks", asyncio.gather(*self._tasks, return_exceptions=True), _STEP_MARGIN_S)
         self._tasks.clear()
         if self.gateway is not None:
             with contextlib.suppress(Exception):
-                await self.gateway.flush_acks()
-            await asyncio.to_thread(self.gateway.close)
+                await _bounded("recording acknowledgements", self.gateway.flush_acks(), _STEP_MARGIN_S)
+            await _bounded("joining the worker threads", asyncio.to_thread(self.gateway.close), _STEP_MARGIN_S)
         if self.keyring is not None:
             self.keyring.seal(reason="stopping")
         if self._token is not None and self._owns_token:
@@ -249,6 +299,20 @@ class Daemon:
         log.info("stopped")
 
 
+#: The most any one step of the stop may add to the drain bound before the stop goes on without it.
+_STEP_MARGIN_S = 5.0
+
+
+async def _bounded(what: str, awaitable: Awaitable[object], timeout_s: float) -> None:
+    """Await one step of the stop, but never longer than ``timeout_s``: a stop must always end (a
+    step that overruns is logged with every task's stack, so the cause can be found)."""
+    try:
+        await asyncio.wait_for(awaitable, timeout_s)
+    except (TimeoutError, asyncio.TimeoutError):
+        log.error("stop: %s took longer than %.1f s; going on without it", what, timeout_s)
+        _dump_tasks()
+
+
 def _dump_tasks() -> None:
     """SIGUSR2: every asyncio task's stack to stderr (code locations only), for a stalled daemon."""
     for task in asyncio.all_tasks():
@@ -257,9 +321,9 @@ def _dump_tasks() -> None:
         print(f"session {line}", file=sys.stderr)
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, *, notifier: Notifier | None = None, watchdog_interval_s: float | None = None) -> None:
     """Run until SIGTERM or SIGINT, then stop cleanly."""
-    daemon = Daemon(config)
+    daemon = Daemon(config, notifier=notifier, watchdog_interval_s=watchdog_interval_s)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -276,20 +340,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="csd", description="Community Server daemon")
     parser.add_argument("--config", type=Path, required=True, help="TOML configuration file")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--allow-root", action="store_true", help="development and CI only: run although uid is 0")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        report = apply_process_hygiene(allow_root=args.allow_root)
+    except HygieneError as exc:
+        log.error("refusing to start: %s", exc)
+        return EXIT_HYGIENE
+    locked = lock_memory()
+    log.info("%s; memory locked against swap: %s", report.describe(), "yes" if locked else "no")
     # SIGUSR1 writes every thread's stack to stderr (code locations only, never data): for a hung daemon.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # The service manager's variables are ours alone: no child process may notify in our name.
+    notifier, interval_s = Notifier.from_environ(), watchdog_interval_s()
+    forget_environ()
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         log.error("configuration refused: %s", exc)
+        notifier.send(STATUS=f"configuration refused: {exc}")
+        notifier.close()
         return EXIT_CONFIG
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, notifier=notifier, watchdog_interval_s=interval_s))
     except StartFailed as exc:
         log.error("start failed: %s", exc)
+        notifier.send(STATUS=f"start failed: {exc}")
         return exc.exit_code
+    finally:
+        notifier.close()
     return 0
 
 

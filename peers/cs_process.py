@@ -3,11 +3,13 @@ token and login: for the demo, the crash tests (kill -9) and the benchmarks."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from hsm.config import HsmConfig
@@ -67,8 +69,12 @@ def preload_store(store: Path, hsm: HsmConfig, *, population: int, seed: int, to
 class CsProcess:
     """Start, stop (SIGTERM) and kill (SIGKILL) one ``csd``; its log goes to ``log_path``."""
 
-    def __init__(self, config_path: Path, hsm: HsmConfig, log_path: Path, *, log_level: str = "INFO") -> None:
+    def __init__(
+        self, config_path: Path, hsm: HsmConfig, log_path: Path, *, log_level: str = "INFO", extra_env: Mapping[str, str] | None = None
+    ) -> None:
+        """``extra_env``: variables added to the child's environment (e.g. ``NOTIFY_SOCKET``)."""
         self._config_path = config_path
+        self._extra_env = dict(extra_env or {})
         self._hsm = hsm
         self.hsm = hsm
         self.log_path = log_path
@@ -85,11 +91,12 @@ class CsProcess:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "firmware_app.daemon", "--config", str(self._config_path), "--log-level", self._log_level],
+                [sys.executable, "-m", "firmware_app.daemon", "--config", str(self._config_path), "--log-level", self._log_level,
+                 *(["--allow-root"] if os.geteuid() == 0 else [])],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                env=token_env(self._hsm),
+                env=token_env(self._hsm) | self._extra_env,
                 cwd=_ROOT,
             )
         deadline = time.monotonic() + ready_timeout_s
@@ -122,5 +129,10 @@ class CsProcess:
             try:
                 self._proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
+                # Before the kill: every task's and thread's stack into the log, for the post-mortem.
+                for dump in (signal.SIGUSR2, signal.SIGUSR1):
+                    with contextlib.suppress(ProcessLookupError):
+                        self._proc.send_signal(dump)
+                    time.sleep(0.5)
                 self.kill()
         return self._proc.returncode

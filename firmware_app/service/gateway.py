@@ -34,6 +34,7 @@ from firmware_app.service.outbox import Outbox, SignedBatch
 from firmware_app.service.retention import RetentionReport, RetentionSweep
 from hsm.errors import HsmError
 from hsm.keys import Signer
+from storage import layout
 from storage.errors import StorageError
 from storage.store import Store
 
@@ -49,6 +50,8 @@ _BATCH_MAX_BYTES = 512 * 1024
 _ACK_FLUSH_S = 0.2
 #: Check-data chunks produced ahead of the link (each ~140 KB).
 _CHECK_CHUNKS_AHEAD = 4
+#: The key of the watchdog's storage probe in ``meta``.
+_PROBE_KEY = b"watchdog_probe"
 
 
 class _Abandoned(Exception):
@@ -93,6 +96,7 @@ class Gateway:
         self._events: dict[str, asyncio.Event] = {}
         self._acks: dict[str, int] = {}
         self._ack_flush: asyncio.Future[None] | None = None
+        self._probes = 0
 
     async def _run(self, pool: ThreadPoolExecutor, what: str, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         loop = asyncio.get_running_loop()
@@ -108,6 +112,17 @@ class Gateway:
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
         self._sweeper.shutdown(wait=True)
+
+    # -- health -----------------------------------------------------------------------------------
+
+    async def probe_storage(self) -> None:
+        """One tiny durable write (``meta/watchdog_probe``, a counter) on the writer thread, the
+        path every intake group takes: the watchdog's storage probe."""
+        await self._run(self._writer, "storage probe", self._probe_storage_blocking)
+
+    def _probe_storage_blocking(self) -> None:
+        self._probes += 1
+        self._store.write(lambda w: w.put(layout.META, _PROBE_KEY, layout.pack_u64(self._probes)))
 
     # -- inbound ----------------------------------------------------------------------------------
 

@@ -75,10 +75,14 @@ def child_env(hsm: HsmConfig) -> dict[str, str]:
     return env
 
 
+#: Tests run as root here; csd refuses root unless told it is a development run.
+ROOT_FLAG = ["--allow-root"] if os.geteuid() == 0 else []
+
+
 def run_csd(config: Path, hsm: HsmConfig, *, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
     """``csd --config`` to its end (for the starts that must fail); stderr is its log."""
     return subprocess.run(
-        [sys.executable, "-m", "firmware_app.daemon", "--config", str(config)],
+        [sys.executable, "-m", "firmware_app.daemon", "--config", str(config), *ROOT_FLAG],
         cwd=REPO,
         env=child_env(hsm),
         stdin=subprocess.DEVNULL,
@@ -512,3 +516,16 @@ def test_a_restart_resumes_the_register_and_the_prefecture_exactly_once(tmp_path
             await prefecture.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the refusal of root can only be seen as root")
+def test_csd_refuses_to_run_as_root_unless_told_it_is_a_development_run(tmp_path: Path) -> None:
+    config = tmp_path / "csd.toml"
+    config.write_text("this is not even read\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "firmware_app.daemon", "--config", str(config)],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 6
+    assert "refuses to run as root" in done.stderr
+    assert "configuration" not in done.stderr, "nothing is read before the refusal"
