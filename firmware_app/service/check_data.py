@@ -60,7 +60,7 @@ from firmware_app.domain.record import decode_record
 from firmware_app.service.keyring import Keyring, open_worker_keyring
 from hsm.config import HsmConfig
 from hsm.keys import Signer
-from storage import envelope, layout
+from storage import layout
 from storage.errors import CorruptValue
 from storage.store import Store
 
@@ -193,10 +193,9 @@ def _project(keyring: Keyring, pairs: list[tuple[bytes, bytes]]) -> CheckChunk:
     keyring.ensure_live()
     framed: list[bytes] = []
     digests: list[bytes] = []
-    length, make_aad, unpack_env, table = _LENGTH.pack, envelope.aad, envelope.unpack, layout.IDENTITY
+    length, open_value, table = _LENGTH.pack, keyring.open_value, layout.IDENTITY
     for code5, value in pairs:
-        env = unpack_env(value)
-        plaintext = keyring.sealing_key(env.key_id).open(env.sealed, make_aad(table, code5, env.version, env.key_id))
+        _, plaintext = open_value(table, code5, value)
         try:
             record = decode_record(plaintext)
         except msgspec.DecodeError:

@@ -18,7 +18,7 @@ from firmware_app.domain.retention import retention_due
 from firmware_app.domain.record import STATUS_REMOVED, IdentityRecord, decode_record, encode_record
 from firmware_app.domain.terms import FourItemQuery, IndexTerms, index_terms
 from firmware_app.domain.validate import validate_record
-from firmware_app.service.keyring import Keyring
+from firmware_app.service.keyring import Keyring, seal_value
 from storage import envelope, layout
 from storage.errors import CorruptValue
 from storage.store import Reader, Store, Writer
@@ -120,21 +120,14 @@ class IdentityFile:
         return self._keyring.index_mac().mac(_DOMAIN[index] + value.encode())
 
     def _seal_current(self, code5: bytes, version: int, record: IdentityRecord) -> bytes:
-        key = self._keyring.identity_key()
-        sealed = key.seal(encode_record(record), envelope.aad(layout.IDENTITY, code5, version, key.key_id))
-        return envelope.pack(key.key_id, version, sealed)
-
-    def _open(self, table: str, key: bytes, value: bytes) -> tuple[int, bytes]:
-        env = envelope.unpack(value)
-        sealing_key = self._keyring.sealing_key(env.key_id)
-        return env.version, sealing_key.open(env.sealed, envelope.aad(table, key, env.version, env.key_id))
+        return seal_value(self._keyring.identity_key(), layout.IDENTITY, code5, version, encode_record(record))
 
     def current_of(self, code5: bytes, value: bytes) -> Current:
         """The current record stored as ``value`` under ``code5`` (read inside a caller's transaction)."""
         return self._open_current(code5, value)
 
     def _open_current(self, code5: bytes, value: bytes) -> Current:
-        version, plaintext = self._open(layout.IDENTITY, code5, value)
+        version, plaintext = self._keyring.open_value(layout.IDENTITY, code5, value)
         try:
             return Current(version, decode_record(plaintext))
         except msgspec.DecodeError:
@@ -263,8 +256,7 @@ class IdentityFile:
         key = self._keyring.epoch_key("history", due[:4], create=False)
         hkey = layout.history_key(due, code5, version)
         payload = _HISTORY_ENCODER.encode(_HistoryPayload(today, encode_record(record)))
-        sealed = key.seal(payload, envelope.aad(layout.HISTORY, hkey, version, key.key_id))
-        w.put(layout.HISTORY, hkey, envelope.pack(key.key_id, version, sealed))
+        w.put(layout.HISTORY, hkey, seal_value(key, layout.HISTORY, hkey, version, payload))
         w.put(layout.HISTORY_INDEX, layout.history_index_key(code5, version), due.encode("ascii"))
 
     @staticmethod
@@ -297,7 +289,7 @@ class IdentityFile:
                     raise CorruptValue("history index names a version that is not stored")
                 if self._keyring.erased(envelope.unpack(value).key_id):
                     continue
-                version, plaintext = self._open(layout.HISTORY, key, value)
+                version, plaintext = self._keyring.open_value(layout.HISTORY, key, value)
                 try:
                     payload = _HISTORY_DECODER.decode(plaintext)
                     out.append(Superseded(version, payload.superseded_on, decode_record(payload.record)))

@@ -30,7 +30,7 @@ from firmware_app.domain.updates import (
 from firmware_app.domain.validate import validate_record
 from firmware_app.service.errors import ServiceError
 from firmware_app.service.identity_file import IdentityFile
-from firmware_app.service.keyring import Keyring
+from firmware_app.service.keyring import Keyring, seal_value
 from firmware_app.service.outbox import Outbox
 from storage import envelope, layout
 from storage.store import Reader, Store, Writer
@@ -236,8 +236,7 @@ class Intake:
     def _stage_moveout(self, w: Writer, cert: MoveOutCertificate) -> None:
         key = self._keyring.epoch_key("moveout", _moveout_period(cert, self._moveout_keep_days), create=False)
         code5 = layout.pack_code(cert.resident_code)
-        sealed = key.seal(_MOVEOUT_ENCODER.encode(cert), envelope.aad(layout.MOVEOUT, code5, _MOVEOUT_VERSION, key.key_id))
-        w.put(layout.MOVEOUT, code5, envelope.pack(key.key_id, _MOVEOUT_VERSION, sealed))
+        w.put(layout.MOVEOUT, code5, seal_value(key, layout.MOVEOUT, code5, _MOVEOUT_VERSION, _MOVEOUT_ENCODER.encode(cert)))
         due = moveout_due(cert.planned_moveout_date, self._moveout_keep_days)
         w.put(layout.EXPIRY, layout.expiry_key(due, layout.EXPIRY_MOVEOUT, code5), b"")
 
@@ -248,10 +247,9 @@ class Intake:
         value = r.get(layout.MOVEOUT, code5)
         if value is None:
             return None
-        env = envelope.unpack(value)
-        if self._keyring.erased(env.key_id):
+        if self._keyring.erased(envelope.unpack(value).key_id):
             return None
-        plaintext = self._keyring.sealing_key(env.key_id).open(env.sealed, envelope.aad(layout.MOVEOUT, code5, env.version, env.key_id))
+        _, plaintext = self._keyring.open_value(layout.MOVEOUT, code5, value)
         return _MOVEOUT_DECODER.decode(plaintext)
 
     def moveout_due_in(self, r: Reader, code5: bytes) -> str | None:

@@ -16,7 +16,7 @@ from hsm.errors import HsmError, HsmKeyMissing, HsmUnavailable, InvalidCiphertex
 from hsm.keys import HsmIndexMac, HsmSealingKey, ProcessIndexMac, ProcessSealingKey, WrappedKey
 from hsm.labels import EPOCH_PREFIX, KEK_LABEL, epoch_label
 from hsm.token import SECRET_BYTES, WRAP_MECHANISM, Token
-from storage import layout
+from storage import envelope, layout
 from storage.store import Store, Writer
 
 log = logging.getLogger(__name__)
@@ -214,6 +214,12 @@ class Keyring:
                     self._create(label, "seal", role=role)
         return self.sealing_key(self._role(role))
 
+    def open_value(self, table: str, key: bytes, value: bytes) -> tuple[int, bytes]:
+        """(version, plaintext) of a value stored by :func:`seal_value` at ``table``/``key``;
+        ``InvalidCiphertext`` when it was moved, altered, or its data key is erased."""
+        env = envelope.unpack(value)
+        return env.version, self.sealing_key(env.key_id).open(env.sealed, envelope.aad(table, key, env.version, env.key_id))
+
     def epoch_periods(self, retention_class: str) -> list[str]:
         """The periods of ``retention_class`` that have a data key and are not yet erased."""
         prefix = f"epoch:{retention_class}:"
@@ -280,6 +286,12 @@ class Keyring:
         self._unwrap(wk)
         self._roles[role] = wk.key_id
         log.info("data key created key_id=%d use=%s", wk.key_id, use)
+
+
+def seal_value(key: SealingKey, table: str, at: bytes, version: int, plaintext: bytes) -> bytes:
+    """The stored form of ``plaintext`` sealed by ``key``: bound to its table, key, version and key id
+    (see ``storage.envelope``), so a copy anywhere else does not open."""
+    return envelope.pack(key.key_id, version, key.seal(plaintext, envelope.aad(table, at, version, key.key_id)))
 
 
 def open_worker_keyring(hsm_config: HsmConfig, store_path: Path, *, strict: bool) -> tuple[Store, Keyring, Clock]:

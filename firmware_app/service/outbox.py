@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from firmware_app.service.keyring import Keyring, SealingKey
-from storage import envelope, layout
+from firmware_app.service.keyring import Keyring, SealingKey, seal_value
+from storage import layout
 from storage.errors import CorruptValue
 from storage.store import Reader, Store, Writer
 
@@ -87,8 +87,7 @@ class Outbox:
         for index, data in enumerate(entries):
             key = (keys[index] if keys is not None else None) or default
             skey = layout.pack_u64(seq)
-            sealed = key.seal(data, envelope.aad(self.table, skey, _VERSION, key.key_id))
-            w.put(self.table, skey, envelope.pack(key.key_id, _VERSION, sealed), overwrite=False)
+            w.put(self.table, skey, seal_value(key, self.table, skey, _VERSION, data), overwrite=False)
             seq += 1
         w.put(layout.META, self._next_key, layout.pack_u64(seq))
         return first
@@ -104,8 +103,7 @@ class Outbox:
                 seq = layout.unpack_u64(skey)
                 if seq != expected:
                     raise CorruptValue("outbox sequence numbers are not contiguous")
-                env = envelope.unpack(value)
-                data = self._keyring.sealing_key(env.key_id).open(env.sealed, envelope.aad(self.table, skey, env.version, env.key_id))
+                _, data = self._keyring.open_value(self.table, skey, value)
                 out.append((seq, data))
                 size += len(data)
                 expected += 1
@@ -119,8 +117,7 @@ class Outbox:
         skey = layout.pack_u64(seq)
         if w.get(self.table, skey) is None:
             return False
-        key = self._keyring.outbox_key()
-        w.put(self.table, skey, envelope.pack(key.key_id, _VERSION, key.seal(data, envelope.aad(self.table, skey, _VERSION, key.key_id))))
+        w.put(self.table, skey, seal_value(self._keyring.outbox_key(), self.table, skey, _VERSION, data))
         return True
 
     def stage_acked(self, w: Writer, through_seq: int) -> int:
