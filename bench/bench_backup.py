@@ -39,7 +39,7 @@ from firmware_app.service.backup import (
     restore_blocking,
     verify_backup,
 )
-from firmware_app.service.backup_files import hash_file
+from firmware_app.service.backup_files import fsync_file, hash_file
 from firmware_app.service.bulk_load import load_encoded_parallel_blocking
 from firmware_app.service.identity_file import DEFAULT_BATCH_RECORDS, IdentityFile
 from firmware_app.service.keyring import Keyring
@@ -65,14 +65,6 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
     t0 = time.perf_counter()
     result = fn()
     return result, time.perf_counter() - t0
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def rate(size_bytes: int, seconds: float) -> str:

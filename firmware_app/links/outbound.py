@@ -16,7 +16,7 @@ from firmware_app.links.connection import Connection
 from firmware_app.links.errors import E_MALFORMED, E_NOT_ALLOWED, E_SEQUENCE_GAP, ConnectionClosed, LinkError, ProtocolError
 from firmware_app.links.messages import Ack, ErrorReport, MessageCodec, OutboxBatch, Resume
 from firmware_app.links.tls import PeerNotPinned, TlsConfig, check_pinned, client_context
-from firmware_app.service.outbox import SignedBatch
+from firmware_app.service.outbox import OutboxState, SignedBatch
 
 __all__ = ["Endpoint", "OutboundLink", "OutboxPort"]
 
@@ -35,9 +35,7 @@ class Endpoint:
 class OutboxPort(Protocol):
     """What an outbound channel needs from the service."""
 
-    async def outbox_acked_through(self, channel: str) -> int: ...
-
-    async def outbox_next_seq(self, channel: str) -> int: ...
+    async def outbox_state(self, channel: str) -> OutboxState: ...
 
     async def outbox_batch(self, channel: str, from_seq: int, max_entries: int) -> SignedBatch | None: ...
 
@@ -131,8 +129,8 @@ class OutboundLink:
 
     async def _resume_at(self, receiver_next: int) -> int:
         """Where to send from: the receiver's own count, unless it claims what was never sent."""
-        acked = await self._port.outbox_acked_through(self.channel)
-        staged_next = await self._port.outbox_next_seq(self.channel)
+        state = await self._port.outbox_state(self.channel)  # one snapshot: both cursors agree
+        acked, staged_next = state.acked_through, state.next_seq
         if receiver_next > staged_next:
             raise ProtocolError(E_SEQUENCE_GAP)
         if receiver_next - 1 > acked:

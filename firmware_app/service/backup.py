@@ -15,7 +15,6 @@ the service behind ``cs-backup`` (and later ``csctl backup``); everything here i
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from firmware_app.service.backup_files import (
     copy_and_hash,
     exchange_or_replace,
     fsync_dir,
+    fsync_file,
     hash_file,
     is_empty_dir,
     temporary_sibling,
@@ -96,7 +96,7 @@ def backup_blocking(store: Store, signer: Signer, out_dir: Path, *, clock: Clock
         )
         manifest_bytes = encode_manifest(manifest)
         signature = signer.sign(signed_bytes(manifest_bytes))
-        _fsync_file(data)
+        fsync_file(data)
         write_private_file(tmp / MANIFEST_FILE, manifest_bytes)
         write_private_file(tmp / SIGNATURE_FILE, signature)
         fsync_dir(tmp)
@@ -145,14 +145,6 @@ def restore_blocking(backup_dir: Path, target_path: Path, public_key_der: bytes,
         if tmp.exists():
             shutil.rmtree(tmp)
     return manifest
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _verified_manifest(backup_dir: Path, public_key_der: bytes) -> Manifest:

@@ -21,6 +21,7 @@ __all__ = [
     "copy_and_hash",
     "exchange_or_replace",
     "fsync_dir",
+    "fsync_file",
     "hash_file",
     "is_empty_dir",
     "make_private_dir",
@@ -57,6 +58,15 @@ def temporary_sibling(path: Path, purpose: str) -> Path:
 def fsync_dir(path: Path) -> None:
     """Make a directory's entries (created or renamed files) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    """Make a file's data durable (one written by a copy that did not sync it)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

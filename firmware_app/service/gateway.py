@@ -30,7 +30,7 @@ from firmware_app.service.check_data import (
 from firmware_app.service.errors import ServiceUnavailable
 from firmware_app.service.keyring import Keyring
 from firmware_app.service.intake import Applied, Intake, IntakeError, Update
-from firmware_app.service.outbox import Outbox, SignedBatch
+from firmware_app.service.outbox import Outbox, OutboxState, SignedBatch
 from firmware_app.service.retention import RetentionReport, RetentionSweep
 from hsm.errors import HsmError
 from hsm.keys import Signer
@@ -160,17 +160,15 @@ class Gateway:
             event.set()
         return event
 
-    async def outbox_acked_through(self, channel: str) -> int:
-        state = await self._run(self._readers, "reading the outbox", self._outboxes[channel].state_blocking)
-        return state.acked_through
+    async def outbox_state(self, channel: str) -> OutboxState:
+        """The channel's cursors as committed (one read)."""
+        return await self._run(self._readers, "reading the outbox", self._outboxes[channel].state_blocking)
 
     async def outbox_next_seq(self, channel: str) -> int:
-        state = await self._run(self._readers, "reading the outbox", self._outboxes[channel].state_blocking)
-        return state.next_seq
+        return (await self.outbox_state(channel)).next_seq
 
     async def outbox_depth(self, channel: str) -> int:
-        state = await self._run(self._readers, "reading the outbox", self._outboxes[channel].state_blocking)
-        return state.depth
+        return (await self.outbox_state(channel)).depth
 
     async def outbox_batch(self, channel: str, from_seq: int, max_entries: int) -> SignedBatch | None:
         return await self._run(self._readers, "preparing a batch", self._batch_blocking, channel, from_seq, max_entries)

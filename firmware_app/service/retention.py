@@ -106,8 +106,7 @@ class RetentionSweep:
 
     def _expiry_batch(self, w: Writer, today: str, report: RetentionReport) -> int:
         """Move-out certificates and unacknowledged destination records that fell due."""
-        stop = today.encode() + b"\xff"
-        entries = [key for key, _ in _limited(w.items(layout.EXPIRY, b"", stop), self._batch)]
+        entries = w.pop_range(layout.EXPIRY, b"", today.encode() + b"\xff", self._batch)
         outbox = self._intake.outbox("card_system")
         tombstone = encode_entry(Expired())
         for key in entries:
@@ -121,7 +120,6 @@ class RetentionSweep:
             elif kind == layout.EXPIRY_DESTINATION:
                 if outbox.replace_entry(w, layout.unpack_u64(subject), tombstone):
                     report.destination_records += 1
-            w.delete(layout.EXPIRY, key)
         return len(entries)
 
     def _acknowledged_leftovers(self) -> int:
@@ -130,8 +128,7 @@ class RetentionSweep:
             for channel in ("prefecture", "card_system"):
                 outbox = self._intake.outbox(channel)
                 acked = outbox.state_in(w).acked_through
-                for key, _ in list(_limited(w.items(outbox.table, b"", layout.pack_u64(acked + 1)), self._batch)):
-                    deleted += w.delete(outbox.table, key)
+                deleted += len(w.pop_range(outbox.table, b"", layout.pack_u64(acked + 1), self._batch))
             return deleted
 
         return self._store.write(write)
@@ -141,9 +138,3 @@ class RetentionSweep:
         with self._store.read() as r:
             return [RetentionReport(**json.loads(value)) for _, value in r.prefix(layout.META, _REPORT_PREFIX)]
 
-
-def _limited(items, count: int):  # type: ignore[no-untyped-def]
-    for index, item in enumerate(items):
-        if index >= count:
-            return
-        yield item
