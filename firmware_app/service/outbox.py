@@ -58,7 +58,8 @@ class Outbox:
     def __repr__(self) -> str:
         return f"Outbox({self.table!r})"
 
-    def _state(self, r: Reader) -> OutboxState:
+    def state_in(self, r: Reader) -> OutboxState:
+        """The outbox's cursors as seen by the caller's transaction."""
         next_value = r.get(layout.META, self._next_key)
         acked_value = r.get(layout.META, self._acked_key)
         return OutboxState(
@@ -66,20 +67,16 @@ class Outbox:
             0 if acked_value is None else layout.unpack_u64(acked_value),
         )
 
-    def state_in(self, r: Reader) -> OutboxState:
-        """The outbox's cursors as seen by the caller's transaction."""
-        return self._state(r)
-
     def state_blocking(self) -> OutboxState:
         """The outbox's cursors as committed."""
         with self._store.read() as r:
-            return self._state(r)
+            return self.state_in(r)
 
     def stage(self, w: Writer, entries: list[bytes], *, keys: Sequence[SealingKey | None] | None = None) -> int:
         """Seal and append ``entries`` (canonical bytes) inside the caller's transaction; returns
         the sequence number of the first (nothing is appended for an empty list).  ``keys`` may name
         another key per entry (a retention epoch's, so the entry can be erased with it)."""
-        first = self._state(w).next_seq
+        first = self.state_in(w).next_seq
         if not entries:
             return first
         default = self._keyring.outbox_key()
@@ -124,7 +121,7 @@ class Outbox:
         """Record the peer's acknowledgement of every entry up to ``through_seq`` and delete them;
         returns how many were deleted.  An acknowledgement at or below the last one changes nothing;
         one beyond what was staged is refused (the peer claims what it cannot have)."""
-        state = self._state(w)
+        state = self.state_in(w)
         if through_seq <= state.acked_through:
             return 0
         if through_seq >= state.next_seq:
