@@ -24,9 +24,10 @@ from pathlib import Path
 from firmware_app.clock import Clock, SystemClock
 from firmware_app.config import Config, ConfigError, load_config
 from firmware_app.hygiene import HygieneError, apply_process_hygiene, lock_memory
+from firmware_app.journal import configure_logging, event
 from firmware_app.links.connection import Connection
-from firmware_app.links.errors import LinkError
 from firmware_app.links.consistency_link import ConsistencyHandlers
+from firmware_app.links.errors import LinkError
 from firmware_app.links.inbound import InboundSession, describe_sessions
 from firmware_app.links.messages import MessageCodec
 from firmware_app.links.national_query import NationalQueryClient
@@ -125,7 +126,7 @@ class Daemon:
         self.ready = True
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
         port = self.server.port if self.server else 0
-        log.info("ready: listening on %s port %d", self.config.listen_host, port)
+        log.info("ready: listening on %s port %d", self.config.listen_host, port, extra=event("csd.ready"))
         self._notifier.send(READY=1, STATUS=f"ready: listening on {self.config.listen_host} port {port}")
         self._start_watchdog()
 
@@ -134,7 +135,7 @@ class Daemon:
             self.store = Store(self.config.store_path, map_size_bytes=self.config.map_size_bytes)
         except (StorageError, OSError) as exc:  # OSError: the directory cannot be made (a file in the way, permissions)
             raise StartFailed(f"storage could not be opened: {exc}", EXIT_STORAGE) from None
-        log.info("storage open")
+        log.info("storage open", extra=event("csd.storage_open"))
 
     def _open_hsm(self) -> None:
         assert self.store is not None
@@ -146,7 +147,7 @@ class Daemon:
             self._self_test()
         except HsmError as exc:
             raise StartFailed(f"HSM not usable: {exc}", EXIT_HSM) from None
-        log.info("HSM logged in, self-test passed, data keys unwrapped (strict=%s)", self.config.strict_hsm)
+        log.info("HSM logged in, self-test passed, data keys unwrapped (strict=%s)", self.config.strict_hsm, extra=event("csd.hsm_ready"))
 
     def _self_test(self) -> None:
         """A signature made and verified, and a seal/open round trip, before anything is served."""
@@ -233,7 +234,7 @@ class Daemon:
             try:
                 await self.run_retention()
             except ServiceUnavailable as exc:
-                log.error("retention run failed: %s", exc)
+                log.error("retention run failed: %s", exc, extra=event("retention.failed"))
             await asyncio.sleep(self.config.retention_interval_s)
 
     async def run_retention(self) -> RetentionReport:
@@ -296,7 +297,7 @@ class Daemon:
         if self.store is not None:
             self.store.close()
             self.store = None
-        log.info("stopped")
+        log.info("stopped", extra=event("csd.stopped"))
 
 
 #: The most any one step of the stop may add to the drain bound before the stop goes on without it.
@@ -309,7 +310,7 @@ async def _bounded(what: str, awaitable: Awaitable[object], timeout_s: float) ->
     try:
         await asyncio.wait_for(awaitable, timeout_s)
     except (TimeoutError, asyncio.TimeoutError):
-        log.error("stop: %s took longer than %.1f s; going on without it", what, timeout_s)
+        log.error("stop: %s took longer than %.1f s; going on without it", what, timeout_s, extra=event("csd.stop_overrun"))
         _dump_tasks()
 
 
@@ -331,7 +332,7 @@ async def serve(config: Config, *, notifier: Notifier | None = None, watchdog_in
     loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
     await daemon.start()
     await stop.wait()
-    log.info("stopping: intake closed, draining for at most %.1f s", config.drain_timeout_s)
+    log.info("stopping: intake closed, draining for at most %.1f s", config.drain_timeout_s, extra=event("csd.stopping"))
     await daemon.stop()
 
 
@@ -342,14 +343,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     parser.add_argument("--allow-root", action="store_true", help="development and CI only: run although uid is 0")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, "csd")
     try:
         report = apply_process_hygiene(allow_root=args.allow_root)
     except HygieneError as exc:
-        log.error("refusing to start: %s", exc)
+        log.error("refusing to start: %s", exc, extra=event("csd.hygiene_refused"))
         return EXIT_HYGIENE
     locked = lock_memory()
-    log.info("%s; memory locked against swap: %s", report.describe(), "yes" if locked else "no")
+    log.info("%s; memory locked against swap: %s", report.describe(), "yes" if locked else "no", extra=event("csd.hygiene"))
     # SIGUSR1 writes every thread's stack to stderr (code locations only, never data): for a hung daemon.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     # The service manager's variables are ours alone: no child process may notify in our name.
@@ -358,14 +359,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        log.error("configuration refused: %s", exc)
+        log.error("configuration refused: %s", exc, extra=event("csd.config_refused"))
         notifier.send(STATUS=f"configuration refused: {exc}")
         notifier.close()
         return EXIT_CONFIG
     try:
         asyncio.run(serve(config, notifier=notifier, watchdog_interval_s=interval_s))
     except StartFailed as exc:
-        log.error("start failed: %s", exc)
+        log.error("start failed: %s", exc, extra=event("csd.start_failed"))
         notifier.send(STATUS=f"start failed: {exc}")
         return exc.exit_code
     finally:

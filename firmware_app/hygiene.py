@@ -50,6 +50,8 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from firmware_app.journal import event
+
 __all__ = ["HygieneError", "HygieneReport", "apply_process_hygiene", "lock_memory", "secret_variable_names"]
 
 log = logging.getLogger(__name__)
@@ -171,7 +173,7 @@ def lock_memory(*, onfault: bool = True) -> bool:
     """
     libc = _libc()
     if libc is None:
-        log.warning("memory not locked: mlockall is available on Linux only")
+        log.warning("memory not locked: mlockall is available on Linux only", extra=event("csd.memory_unlocked"))
         return False
     flags = MCL_CURRENT | MCL_FUTURE | (MCL_ONFAULT if onfault else 0)
     if libc.mlockall(flags) == 0:
@@ -179,5 +181,5 @@ def lock_memory(*, onfault: bool = True) -> bool:
     err = ctypes.get_errno()
     soft, _hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
     limit = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft // 1024} KiB"
-    log.warning("memory not locked against swap: mlockall failed (%s; RLIMIT_MEMLOCK %s)", os.strerror(err), limit)
+    log.warning("memory not locked against swap: mlockall failed (%s; RLIMIT_MEMLOCK %s)", os.strerror(err), limit, extra=event("csd.memory_unlocked"))
     return False

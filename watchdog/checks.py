@@ -17,6 +17,7 @@ from typing import Protocol, TypeVar
 
 import psutil
 
+from firmware_app.journal import event
 from watchdog.health import (
     Check,
     State,
@@ -141,7 +142,7 @@ class ProbeRunner:
             task, self._task = self._task, None
             exc = None if task.cancelled() else task.exception()
             if exc is not None:
-                log.debug("%s probe failed: %s", self.name, type(exc).__name__)
+                log.debug("%s probe failed: %s", self.name, type(exc).__name__, extra=event("watchdog.probe_failed"))
             self._ok = exc is None and not task.cancelled()
         else:
             running_for_s = self._now_s() - self._started_s

@@ -13,6 +13,8 @@ import os
 import socket
 from collections.abc import Mapping
 
+from firmware_app.journal import event
+
 __all__ = ["MIN_INTERVAL_S", "Notifier", "forget_environ", "watchdog_interval_s"]
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ class Notifier:
         socket), or None."""
         self._address = _address(address)
         if address and self._address is None:
-            log.warning("NOTIFY_SOCKET of an unsupported kind; service manager notifications are off")
+            log.warning("NOTIFY_SOCKET of an unsupported kind; service manager notifications are off", extra=event("notify.unsupported_socket"))
         self._sock: socket.socket | None = None
         self._failing = False
 
@@ -74,11 +76,11 @@ class Notifier:
             self._sock.sendto(payload, self._address)
         except OSError as exc:
             if not self._failing:  # once per outage, not once per ping
-                log.warning("service manager notification failed (%s)", type(exc).__name__)
+                log.warning("service manager notification failed (%s)", type(exc).__name__, extra=event("notify.failed"))
             self._failing = True
             return False
         if self._failing:
-            log.info("service manager notifications delivered again")
+            log.info("service manager notifications delivered again", extra=event("notify.recovered"))
         self._failing = False
         return True
 

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+from firmware_app.journal import event
 from watchdog.checks import CheckSource, LagMonitor
 from watchdog.health import Check, State, Thresholds, Verdict, evaluate, loop_lag_check
 from watchdog.notify import Notifier
@@ -61,7 +62,7 @@ class WatchdogService:
                 next_s = max(next_s, now_s)
                 await asyncio.sleep(next_s - now_s)
         except Exception:
-            log.exception("watchdog failed; pings stopped, systemd will restart the service")
+            log.exception("watchdog failed; pings stopped, systemd will restart the service", extra=event("watchdog.failed"))
             raise
         finally:
             lag_task.cancel()
@@ -100,15 +101,15 @@ class WatchdogService:
                 continue
             self._states[check.name] = check.state
             if check.state is State.FAILED:
-                log.error("health check failed: %s", check.text)
+                log.error("health check failed: %s", check.text, extra=event("watchdog.check_failed"))
             elif check.state is State.DEGRADED:
-                log.warning("health degraded: %s", check.text)
+                log.warning("health degraded: %s", check.text, extra=event("watchdog.degraded"))
             else:
-                log.info("health check %s ok again", check.name)
+                log.info("health check %s ok again", check.name, extra=event("watchdog.check_ok"))
         if self.pinging and verdict.ping is not self._pinged:
             if not verdict.ping:
-                log.error("watchdog pings stopped; systemd will restart the service")
+                log.error("watchdog pings stopped; systemd will restart the service", extra=event("watchdog.pings_stopped"))
             elif self._pinged is False:
-                log.info("watchdog pings resumed")
+                log.info("watchdog pings resumed", extra=event("watchdog.pings_resumed"))
         self._pinged = verdict.ping
 

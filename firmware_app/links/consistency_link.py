@@ -14,11 +14,21 @@ from typing import Protocol
 import msgspec
 
 from firmware_app.consistency.messages import decode_request
-from firmware_app.consistency.reconcile import Responder
 from firmware_app.consistency.range_digest import RangeTree
+from firmware_app.consistency.reconcile import Responder
+from firmware_app.journal import event
 from firmware_app.links.connection import Connection
 from firmware_app.links.errors import E_MALFORMED, E_UNAVAILABLE, ProtocolError
-from firmware_app.links.messages import CheckChunk, CheckEnd, CheckRequest, DigestReply, DigestRequest, ItemsReply, ItemsRequest, Message
+from firmware_app.links.messages import (
+    CheckChunk,
+    CheckEnd,
+    CheckRequest,
+    DigestReply,
+    DigestRequest,
+    ItemsReply,
+    ItemsRequest,
+    Message,
+)
 from firmware_app.service.errors import ServiceUnavailable
 
 __all__ = ["ConsistencyHandlers", "ConsistencyPort", "MAX_ASKS_PER_ROUND"]
@@ -53,7 +63,7 @@ class ConsistencyHandlers:
     async def _check(self, conn: Connection, msg: Message) -> None:
         body = msg.body
         assert isinstance(body, CheckRequest)
-        log.info("consistency check data requested by %s", conn.name)
+        log.info("consistency check data requested by %s", conn.name, extra=event("link.consistency_requested"))
         try:
             async for piece in self._port.check_data(body.context):
                 if isinstance(piece, tuple):  # the trailer comes last, tagged

@@ -14,9 +14,21 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 from firmware_app.domain.updates import MoveOutCertificate
+from firmware_app.journal import event
 from firmware_app.links.connection import Connection
-from firmware_app.links.errors import E_NOT_ALLOWED, E_UNAVAILABLE, ConnectionClosed, ProtocolError
-from firmware_app.links.messages import Ack, Message, MoveOutReply, MoveOutRequest, Resume
+from firmware_app.links.errors import (
+    E_NOT_ALLOWED,
+    E_UNAVAILABLE,
+    ConnectionClosed,
+    ProtocolError,
+)
+from firmware_app.links.messages import (
+    Ack,
+    Message,
+    MoveOutReply,
+    MoveOutRequest,
+    Resume,
+)
 from firmware_app.links.sequence import InboundSequence
 from firmware_app.service.errors import ServiceUnavailable
 from firmware_app.service.intake import Applied, Update
@@ -102,7 +114,7 @@ class InboundSession:
         if self._updates:
             self._sequence = InboundSequence(await self._port.inbox_next(self.role))
             self._conn.send("resume", 0, Resume(self._sequence.expected_next))
-            log.info("link %s connected, resuming at %d", self.role, self._sequence.expected_next)
+            log.info("link %s connected, resuming at %d", self.role, self._sequence.expected_next, extra=event("link.connected"))
         committer = asyncio.create_task(self._commit_loop(), name=f"commit-{self.role}")
         self._reading = asyncio.create_task(self._read_loop(), name=f"read-{self.role}")
         try:
@@ -116,7 +128,7 @@ class InboundSession:
             try:
                 await asyncio.wait_for(self._drained(), self._drain_timeout_s)
             except TimeoutError:
-                log.warning("link %s: pending updates not committed before close; the peer will resend", self.role)
+                log.warning("link %s: pending updates not committed before close; the peer will resend", self.role, extra=event("link.uncommitted_at_close"))
             committer.cancel()
             await asyncio.gather(committer, return_exceptions=True)
 
@@ -140,7 +152,7 @@ class InboundSession:
             try:
                 msg = await conn.recv()
             except ProtocolError as exc:
-                log.info("link %s refused a message: %s", self.role, exc.code)
+                log.info("link %s refused a message: %s", self.role, exc.code, extra=event("link.message_refused"))
                 conn.send_error(exc)
                 if conn.broken:
                     return
@@ -181,11 +193,11 @@ class InboundSession:
                 try:
                     applied = await self._port.apply(self.role, first, group)
                 except ServiceUnavailable:
-                    log.error("link %s: updates refused, the service is unavailable", self.role)
+                    log.error("link %s: updates refused, the service is unavailable", self.role, extra=event("link.service_unavailable"))
                     self._fail(ProtocolError(E_UNAVAILABLE, expected_seq=first, seq=first))
                     return
                 except Exception:
-                    log.exception("link %s: commit failed unexpectedly; closing the session", self.role)
+                    log.exception("link %s: commit failed unexpectedly; closing the session", self.role, extra=event("link.commit_failed"))
                     self._fail(ProtocolError(E_UNAVAILABLE, expected_seq=first, seq=first))
                     return
                 self._record(first, applied)
@@ -200,7 +212,7 @@ class InboundSession:
             self._conn.send("ack", last, Ack(last))
         if applied.refusal is not None:
             refused = first + applied.count
-            log.info("link %s refused update %d: %s", self.role, refused, applied.refusal.code)
+            log.info("link %s refused update %d: %s", self.role, refused, applied.refusal.code, extra=event("link.update_refused"))
             error = ProtocolError(applied.refusal.code, expected_seq=refused, seq=refused)
             self._conn.send_error(error, field=applied.refusal.field, item=applied.refusal.item)
             self._sequence.rollback()

@@ -12,10 +12,29 @@ import ssl
 from dataclasses import dataclass
 from typing import Protocol
 
+from firmware_app.journal import event
 from firmware_app.links.connection import Connection
-from firmware_app.links.errors import E_MALFORMED, E_NOT_ALLOWED, E_SEQUENCE_GAP, ConnectionClosed, LinkError, ProtocolError
-from firmware_app.links.messages import Ack, ErrorReport, MessageCodec, OutboxBatch, Resume
-from firmware_app.links.tls import PeerNotPinned, TlsConfig, check_pinned, client_context
+from firmware_app.links.errors import (
+    E_MALFORMED,
+    E_NOT_ALLOWED,
+    E_SEQUENCE_GAP,
+    ConnectionClosed,
+    LinkError,
+    ProtocolError,
+)
+from firmware_app.links.messages import (
+    Ack,
+    ErrorReport,
+    MessageCodec,
+    OutboxBatch,
+    Resume,
+)
+from firmware_app.links.tls import (
+    PeerNotPinned,
+    TlsConfig,
+    check_pinned,
+    client_context,
+)
 from firmware_app.service.outbox import OutboxState, SignedBatch
 
 __all__ = ["Endpoint", "OutboundLink", "OutboxPort"]
@@ -90,7 +109,7 @@ class OutboundLink:
                 delay_s = self._backoff_initial_s
             except (OSError, ssl.SSLError, LinkError, TimeoutError) as exc:
                 self.failures += 1
-                log.info("link %s down (%s); retrying in %.1f s", self.channel, type(exc).__name__, delay_s)
+                log.info("link %s down (%s); retrying in %.1f s", self.channel, type(exc).__name__, delay_s, extra=event("link.down"))
             finally:
                 self.connected = False
             await asyncio.sleep(delay_s * random.uniform(0.5, 1.0))
@@ -109,7 +128,7 @@ class OutboundLink:
             try:
                 check_pinned(conn.ssl_object, self._tls)
             except PeerNotPinned:
-                log.error("link %s: the peer's certificate is not pinned; not sending", self.channel)
+                log.error("link %s: the peer's certificate is not pinned; not sending", self.channel, extra=event("link.not_pinned"))
                 raise
             first = await asyncio.wait_for(conn.recv(), self._tls.handshake_timeout_s)
             if not isinstance(first.body, Resume):
@@ -117,7 +136,7 @@ class OutboundLink:
             next_seq = await self._resume_at(first.body.next_seq)
             self._sent_next = next_seq
             self.connected = True
-            log.info("link %s up, sending from %d", self.channel, next_seq)
+            log.info("link %s up, sending from %d", self.channel, next_seq, extra=event("link.up"))
             receiver = asyncio.create_task(self._receive(conn), name=f"acks-{self.channel}")
             try:
                 await self._send(conn, next_seq, receiver)
@@ -171,13 +190,13 @@ class OutboundLink:
                 waiting = self._sent_next - 1 > self.acked_through
                 if waiting and loop.time() - self._progress_at >= self._ack_timeout_s:
                     # A peer that lost a batch would otherwise wait for it forever: start over where it says.
-                    log.warning("link %s: no acknowledgement for %.1f s; reconnecting", self.channel, self._ack_timeout_s)
+                    log.warning("link %s: no acknowledgement for %.1f s; reconnecting", self.channel, self._ack_timeout_s, extra=event("link.ack_timeout"))
                     raise ConnectionClosed("peer stopped acknowledging") from None
                 continue
             body = msg.body
             if isinstance(body, Ack):
                 if body.seq >= self._sent_next:
-                    log.error("link %s: the peer acknowledged entries never sent", self.channel)
+                    log.error("link %s: the peer acknowledged entries never sent", self.channel, extra=event("link.ack_unsent"))
                     raise ProtocolError(E_SEQUENCE_GAP)
                 if body.seq > self.acked_through:
                     self.acked_through = body.seq
@@ -185,7 +204,7 @@ class OutboundLink:
                     self._ack_event.set()
                     self._record_ack(body.seq)
             elif isinstance(body, ErrorReport):
-                log.warning("link %s: the peer refused a batch: %s", self.channel, body.code)
+                log.warning("link %s: the peer refused a batch: %s", self.channel, body.code, extra=event("link.batch_refused"))
                 raise ConnectionClosed("peer refused a batch")
             else:
                 raise ProtocolError(E_NOT_ALLOWED)

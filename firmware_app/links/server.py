@@ -8,10 +8,16 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
+from firmware_app.journal import event
 from firmware_app.links.connection import Connection
 from firmware_app.links.errors import E_NOT_PINNED, ProtocolError
 from firmware_app.links.messages import MessageCodec
-from firmware_app.links.tls import PeerNotPinned, TlsConfig, check_pinned, server_context
+from firmware_app.links.tls import (
+    PeerNotPinned,
+    TlsConfig,
+    check_pinned,
+    server_context,
+)
 
 __all__ = ["LinkServer"]
 
@@ -64,13 +70,13 @@ class LinkServer:
                 pin = check_pinned(conn.ssl_object, self._tls)
             except PeerNotPinned:
                 self.refused_peers += 1
-                log.warning("link refused a peer whose certificate is not pinned")
+                log.warning("link refused a peer whose certificate is not pinned", extra=event("link.not_pinned"))
                 conn.send_error(ProtocolError(E_NOT_PINNED))
                 return
             role = self._roles.get(pin)
             if role is None:
                 self.refused_peers += 1
-                log.warning("link refused a pinned certificate that has no role here")
+                log.warning("link refused a pinned certificate that has no role here", extra=event("link.no_role"))
                 conn.send_error(ProtocolError(E_NOT_PINNED))
                 return
             conn.name = role
@@ -78,7 +84,7 @@ class LinkServer:
         except asyncio.CancelledError:
             pass
         except Exception:
-            log.exception("link session ended by an unexpected error")
+            log.exception("link session ended by an unexpected error", extra=event("link.session_error"))
         finally:
             await conn.close()
             self._tasks.discard(task)

@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from firmware_app.consistency.range_digest import RangeTree
 from firmware_app.domain.notices import batch_signed_bytes
 from firmware_app.domain.updates import MoveOutCertificate
-from firmware_app.consistency.range_digest import RangeTree
+from firmware_app.journal import event
 from firmware_app.service.check_data import (
     CheckChunk,
     CheckTrailer,
@@ -28,8 +29,8 @@ from firmware_app.service.check_data import (
     produce_check_data_blocking,
 )
 from firmware_app.service.errors import ServiceUnavailable
-from firmware_app.service.keyring import Keyring
 from firmware_app.service.intake import Applied, Intake, IntakeError, Update
+from firmware_app.service.keyring import Keyring
 from firmware_app.service.outbox import Outbox, OutboxState, SignedBatch
 from firmware_app.service.retention import RetentionReport, RetentionSweep
 from hsm.errors import HsmError
@@ -63,7 +64,7 @@ def _fail_closed(what: str) -> Iterator[None]:
     try:
         yield
     except (HsmError, StorageError) as exc:
-        log.error("%s failed: %s", what, type(exc).__name__)
+        log.error("%s failed: %s", what, type(exc).__name__, extra=event("service.failure"))
         raise ServiceUnavailable(f"{what} failed") from None
 
 
@@ -136,15 +137,15 @@ class Gateway:
             applied = await self._run(self._writer, "applying updates", self._intake.apply_blocking, peer, first_seq, updates, acks=acks)
         except IntakeError as exc:
             self._merge_acks(acks)
-            log.error("intake from %s: %s", peer, exc)
+            log.error("intake from %s: %s", peer, exc, extra=event("service.intake_failed"))
             raise ServiceUnavailable("intake cursor moved") from None
         except BaseException:
             self._merge_acks(acks)
             raise
-        log.debug("group of %d from %s applied in %.2f ms", len(updates), peer, (time.perf_counter() - start_s) * 1000)
+        log.debug("group of %d from %s applied in %.2f ms", len(updates), peer, (time.perf_counter() - start_s) * 1000, extra=event("service.group_applied"))
         if applied.count:
-            for event in self._events.values():
-                event.set()
+            for waiter in self._events.values():
+                waiter.set()
         return applied
 
     async def moveout_for(self, resident_code: str) -> MoveOutCertificate | None:

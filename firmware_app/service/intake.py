@@ -16,10 +16,15 @@ from firmware_app.clock import Clock, today_of
 from firmware_app.domain.check_item import check_item_of
 from firmware_app.domain.destination import DestinationRecord, validate_destination
 from firmware_app.domain.errors import InvalidRecord
-from firmware_app.domain.notices import CardNotice, DestinationNotice, Notice, encode_entry
+from firmware_app.domain.notices import (
+    CardNotice,
+    DestinationNotice,
+    Notice,
+    encode_entry,
+)
 from firmware_app.domain.reasons import REASONS, ReasonClass
-from firmware_app.domain.retention import destination_due, epoch_period_of, moveout_due
 from firmware_app.domain.record import STATUS_LIVE, STATUS_REMOVED
+from firmware_app.domain.retention import destination_due, epoch_period_of, moveout_due
 from firmware_app.domain.updates import (
     CardEvent,
     IdentityChange,
@@ -28,6 +33,7 @@ from firmware_app.domain.updates import (
     validate_moveout,
 )
 from firmware_app.domain.validate import validate_record
+from firmware_app.journal import event
 from firmware_app.service.errors import ServiceError
 from firmware_app.service.identity_file import IdentityFile
 from firmware_app.service.keyring import Keyring, seal_value
@@ -169,7 +175,7 @@ class Intake:
                     self.outbox(channel).stage_acked(w, through)
                 except ValueError:
                     # A peer acknowledged what was never sent; never let that undo this group.
-                    log.error("outbox %s: acknowledgement beyond the last entry ignored", channel)
+                    log.error("outbox %s: acknowledgement beyond the last entry ignored", channel, extra=event("service.ack_beyond_end"))
             if count:
                 w.put(layout.INBOX, inbox_key, layout.pack_u64(first_seq + count))
             return Applied(count, late_refusal or (refusal if count == len(valid) else None))

@@ -11,9 +11,16 @@ from pathlib import Path
 import msgspec
 
 from firmware_app.clock import Clock, SystemClock, today_of
+from firmware_app.journal import event
 from hsm.config import HsmConfig, open_token
 from hsm.errors import HsmError, HsmKeyMissing, HsmUnavailable, InvalidCiphertext
-from hsm.keys import HsmIndexMac, HsmSealingKey, ProcessIndexMac, ProcessSealingKey, WrappedKey
+from hsm.keys import (
+    HsmIndexMac,
+    HsmSealingKey,
+    ProcessIndexMac,
+    ProcessSealingKey,
+    WrappedKey,
+)
 from hsm.labels import EPOCH_PREFIX, KEK_LABEL, epoch_label
 from hsm.token import SECRET_BYTES, WRAP_MECHANISM, Token
 from storage import envelope, layout
@@ -115,7 +122,7 @@ class Keyring:
                 raise
             # A key of that label exists but is not the one that wrapped this data key: the original
             # was destroyed (a store restored from before the erase, then re-provisioned). Erased.
-            log.warning("data key %d: its epoch key %s is not the original; treated as erased", wk.key_id, wk.wrapped_by)
+            log.warning("data key %d: its epoch key %s is not the original; treated as erased", wk.key_id, wk.wrapped_by, extra=event("keyring.epoch_erased"))
             self._erased.add(wk.key_id)
 
     def seal(self, *, reason: str | None = None) -> None:
@@ -124,9 +131,9 @@ class Keyring:
         ``reason`` names an orderly seal (a stop), logged at INFO; without one the seal is a failure."""
         if not self._sealed:
             if reason is None:
-                log.error("keyring sealed: personal data refused until restart")
+                log.error("keyring sealed: personal data refused until restart", extra=event("keyring.sealed"))
             else:
-                log.info("keyring sealed (%s)", reason)
+                log.info("keyring sealed (%s)", reason, extra=event("keyring.sealed"))
         self._sealed = True
         self._keys.clear()
         self._macs.clear()
@@ -244,7 +251,7 @@ class Keyring:
             if key_id is not None:
                 self._erased.add(key_id)
                 self._keys.pop(key_id, None)
-        log.info("epoch key destroyed: %s", label)
+        log.info("epoch key destroyed: %s", label, extra=event("keyring.epoch_destroyed"))
         return label
 
     def purge_destroyed_blocking(self) -> list[str]:
@@ -285,7 +292,7 @@ class Keyring:
         wk = self._store.write(store)
         self._unwrap(wk)
         self._roles[role] = wk.key_id
-        log.info("data key created key_id=%d use=%s", wk.key_id, use)
+        log.info("data key created key_id=%d use=%s", wk.key_id, use, extra=event("keyring.data_key_created"))
 
 
 def seal_value(key: SealingKey, table: str, at: bytes, version: int, plaintext: bytes) -> bytes:

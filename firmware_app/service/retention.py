@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from firmware_app.clock import Clock, today_of
 from firmware_app.domain.notices import Expired, encode_entry
 from firmware_app.domain.retention import epoch_over
+from firmware_app.journal import event
 from firmware_app.service.intake import Intake
 from firmware_app.service.keyring import Keyring
 from storage import layout
@@ -84,6 +85,7 @@ class RetentionSweep:
             "%d outbox entries deleted; %d epoch keys destroyed",
             today, report.history_versions, report.moveout_certificates, report.destination_records,
             report.outbox_entries, len(report.epochs_destroyed),
+            extra=event("retention.run"),
         )
         return report
 
