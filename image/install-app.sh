@@ -25,8 +25,8 @@ install -D -m 0644 systemd/sysusers.d/cs-appliance.conf "$root/usr/lib/sysusers.
 install -D -m 0644 systemd/tmpfiles.d/cs-appliance.conf "$root/usr/lib/tmpfiles.d/cs-appliance.conf"
 install -D -m 0644 README.md "$root/usr/share/doc/cs-appliance/README.md"
 install -D -m 0644 docs/csd.example.toml "$root/usr/share/doc/cs-appliance/csd.example.toml"
-chroot "$root" systemd-sysusers >&2
-chroot "$root" systemd-tmpfiles --create /usr/lib/tmpfiles.d/cs-appliance.conf >&2 || true  # /run is not the booted one here
+systemd-sysusers --root="$root" >&2
+systemd-tmpfiles --root="$root" --create cs-appliance.conf >&2
 if [ "$enable" = "--enable" ]; then
     systemctl --root="$root" enable cs-appliance.service >&2
 fi

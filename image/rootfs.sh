@@ -24,7 +24,7 @@ suite=bookworm
 mirror=${CS_DEBIAN_MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
 mirror=${mirror:-http://deb.debian.org/debian}
 base_packages=systemd,systemd-sysv,dbus,python3,python3-venv,softhsm2,libsystemd0,procps,iproute2,kbd,login
-kernel_packages="linux-image-amd64 dracut dracut-core cryptsetup-bin e2fsprogs"
+kernel_packages="linux-image-amd64 udev dracut dracut-core cryptsetup-bin e2fsprogs"
 
 key=$( { cat image/rootfs.sh constraints.txt; echo "$suite $base_packages $kernel $kernel_packages"; } | sha256sum | cut -c1-16)
 root="$cache/rootfs-$key"

@@ -128,3 +128,27 @@ backoff_max_s = 0.5
         encoding="utf-8",
     )
     return StagedRoot(root=root, pki=pki, public_key=public_key, listen_port=listen_port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m peers.appliance_root --root R --work W``: stage a test site with no peers (the
+    image's boot test: csd must reach ready on its own)."""
+    import argparse
+    import datetime
+
+
+    parser = argparse.ArgumentParser(prog="python -m peers.appliance_root", description=main.__doc__)
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--population", type=int, default=1000)
+    parser.add_argument("--listen-port", type=int, default=7400)
+    args = parser.parse_args(argv)
+    stage_root(
+        args.root, args.work, population=args.population, seed=1,
+        today=datetime.date.today().strftime("%Y%m%d"), listen_port=args.listen_port,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

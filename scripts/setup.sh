@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the appliance and its tests need on Debian 12, as root; safe to run again.
+# scripts/setup.sh [--image]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(softhsm2 opensc python3 python3-venv python3-dev gcc pkg-config libsystemd-dev systemd systemd-container debootstrap)
+# --image: also what image/build.sh and image/boot-test.sh need (not CI's: the boot test is opt-in).
+if [ "${1:-}" = "--image" ]; then
+    packages+=(squashfs-tools cryptsetup-bin e2fsprogs qemu-system-x86)
+fi
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

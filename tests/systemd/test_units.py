@@ -43,6 +43,7 @@ ANALYZE = shutil.which("systemd-analyze")
 #:   is the network (PrivateNetwork 0.5, AF_INET/AF_INET6 0.3, the IP allow list 0.1).
 #: - cs-appliance-provision.service 0.2: no network at all; what is left is RootDirectory= (would
 #:   need an image of its own), AF_UNIX (pcscd) and DeviceAllow= (the USB HSM, ProtectClock's rtc).
+#: - cs-appliance-ready.service 0.2: one echo to the console; AF_UNIX is the journal's stream.
 RATINGS: dict[str, tuple[int, frozenset[str]]] = {
     DAEMON: (
         10,
@@ -52,6 +53,10 @@ RATINGS: dict[str, tuple[int, frozenset[str]]] = {
         }),
     ),
     "cs-appliance-provision.service": (
+        2,
+        frozenset({"RootDirectory=/RootImage=", "RestrictAddressFamilies=~AF_UNIX", "DeviceAllow="}),
+    ),
+    "cs-appliance-ready.service": (
         2,
         frozenset({"RootDirectory=/RootImage=", "RestrictAddressFamilies=~AF_UNIX", "DeviceAllow="}),
     ),
