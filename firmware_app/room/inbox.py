@@ -34,27 +34,24 @@ class RoomAdapter(Protocol):
 class EventInbox:
     """One bounded queue of events, fed from any thread, drained by the room service."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, max_pending: int = 100_000) -> None:
-        self._loop = loop
+    def __init__(self, *, max_pending: int = 100_000) -> None:
+        """Built on the event loop's thread, inside the running loop."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread_id = threading.get_ident()
         self._queue: asyncio.Queue[RoomEvent] = asyncio.Queue()
         self._max_pending = max_pending
-        self._lock = threading.Lock()
         self.dropped = 0
 
     def submit(self, event: RoomEvent) -> None:
         """Queue ``event``; safe from the loop thread and from foreign threads."""
-        if threading.get_ident() == self._loop_thread_id():
+        if threading.get_ident() == self._loop_thread_id:
             self._put(event)
         else:
             self._loop.call_soon_threadsafe(self._put, event)
 
-    def _loop_thread_id(self) -> int | None:
-        return getattr(self._loop, "_thread_id", None)
-
     def _put(self, event: RoomEvent) -> None:
         if self._queue.qsize() >= self._max_pending:
-            with self._lock:
-                self.dropped += 1
+            self.dropped += 1  # only ever on the loop thread
             return
         self._queue.put_nowait(event)
 
