@@ -26,6 +26,7 @@ __all__ = [
     "InstallModeSeen",
     "KeypadEntry",
     "LockProgramming",
+    "PersonDetected",
     "PersonsSeen",
     "PowerFault",
     "RoomEvent",
@@ -153,6 +154,13 @@ class PersonsSeen:
 
 
 @dataclass(frozen=True, slots=True)
+class PersonDetected:
+    """The NVR reports a person in view now (a Frigate event or review), without a count."""
+
+    camera: str
+
+
+@dataclass(frozen=True, slots=True)
 class CameraTamper:
     """A camera's own analytics: ``condition`` is ``tamper``, ``scene_change``, ``too_dark``,
     ``too_bright`` or ``too_blurry``; ``active`` False is a restore."""
@@ -200,6 +208,7 @@ RoomEvent = (
     | DeviceLeft
     | InstallModeSeen
     | PersonsSeen
+    | PersonDetected
     | CameraTamper
     | SensorBattery
     | SensorCheckIn

@@ -62,6 +62,8 @@ class RoomModel:
                 self._contact(door, is_open, now, out)
             case ev.PersonsSeen(camera=camera, count=count):
                 self._persons(camera, count, now, out)
+            case ev.PersonDetected(camera=camera):
+                self._person_detected(camera, now, out)
             case ev.DeviceOnline(kind=kind, name=name):
                 self._presence(kind, name, True, now, out)
             case ev.DeviceOffline(kind=kind, name=name):
@@ -164,6 +166,13 @@ class RoomModel:
                 if not visit.corroborated and abs((now - visit.entered_at).total_seconds()) <= window_s:
                     visit.corroborated = True
         self._crowd(door, now, out)
+
+    def _person_detected(self, camera: str, now: dt.datetime, out: list[Action]) -> None:
+        cam = self.config.cameras.get(camera)
+        if cam is None or cam.door is None:
+            return
+        count = self.doors[cam.door].persons_seen
+        self._persons(camera, max(count, 1), now, out)
 
     def _crowd(self, door: Door, now: dt.datetime, out: list[Action]) -> None:
         """More people seen than badged in: intrusion if nobody is, tailgating otherwise."""
