@@ -83,6 +83,19 @@ CATALOG: Mapping[str, str] = MappingProxyType(
         "notify.unsupported_socket": "NOTIFY_SOCKET is of an unsupported kind.",
         "notify.failed": "A service manager notification failed.",
         "notify.recovered": "Service manager notifications are delivered again.",
+        # machine room
+        "room.started": "The machine-room service started (counts of doors, cameras, sensors, badges, open alarms).",
+        "room.stopped": "The machine-room service stopped.",
+        "room.alarm_raised": "A machine-room alarm was raised (kind, device, alarm ID).",
+        "room.alarm_restored": "A machine-room alarm's condition cleared.",
+        "room.alarm_acknowledged": "A supervisor acknowledged a machine-room alarm.",
+        "room.mqtt_connected": "The machine-room MQTT broker connection is up.",
+        "room.mqtt_lost": "The machine-room MQTT broker connection was lost; reconnecting with backoff.",
+        "room.store_failed": "Machine-room record rows or alarms could not be stored; retried at the next flush.",
+        "room.swept": "The machine-room record sweep deleted rows past the retention period.",
+        "room.sweep_failed": "The machine-room record sweep failed; retried at the next interval.",
+        "room.audit_failed": "The audit trail refused a machine-room entry; it was counted as dropped.",
+        "room.adapter_stop_failed": "A machine-room adapter raised while stopping.",
     }
 )
 
