@@ -96,6 +96,16 @@ CATALOG: Mapping[str, str] = MappingProxyType(
         "room.sweep_failed": "The machine-room record sweep failed; retried at the next interval.",
         "room.audit_failed": "The audit trail refused a machine-room entry; it was counted as dropped.",
         "room.adapter_stop_failed": "A machine-room adapter raised while stopping.",
+        # machine room: OSDP readers
+        "room.osdp.started": "The OSDP control panel opened its serial line and polls its readers.",
+        "room.osdp.stopped": "The OSDP control panel stopped and closed its serial line.",
+        "room.osdp.reader_online": "An OSDP reader is online with the secure channel.",
+        "room.osdp.reader_offline": "An OSDP reader stopped answering; it is retried.",
+        "room.osdp.install_mode": "A reader answered with the install-mode key; it is not re-keyed.",
+        "room.osdp.key_mismatch": "A reader failed the secure-channel handshake with its configured key.",
+        "room.osdp.card_unreadable": "A card read failed its Wiegand checks and was dropped.",
+        "room.osdp.event_refused": "A malformed OSDP event from a reader was dropped.",
+        "room.osdp.stop_overrun": "The OSDP poll thread did not stop within its bound.",
     }
 )
 
