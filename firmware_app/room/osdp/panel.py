@@ -1,0 +1,191 @@
+"""The OSDP control panel: libosdp polls the readers on its own thread; events come to asyncio.
+
+One ``osdp.ControlPanel`` drives every configured reader on one serial line, each with its own
+SCBK and ``ENFORCE_SECURE`` (no plaintext, no SCBK-D, so never a KEYSET: a reader that comes back
+in install mode is reported, not re-keyed).  libosdp's callbacks run on its thread named ``cp``
+and do one thing: ``loop.call_soon_threadsafe`` with a copy of the event, so all state lives on
+the event loop.  A supervisor task marks a reader offline when it has not replied for
+``offline_after_s`` (libosdp itself takes many seconds) and retries offline readers every
+``retry_interval_s`` by disabling and re-enabling them (libosdp 3.2 would otherwise wait 300 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+import osdp
+
+from firmware_app.journal import event
+from firmware_app.room.events import DeviceOffline, DeviceOnline, InstallModeSeen
+from firmware_app.room.inbox import EventSink
+from firmware_app.room.osdp.channel import SerialChannel, open_serial_blocking
+from firmware_app.room.osdp.errors import DecodeError, OsdpError
+from firmware_app.room.osdp.events import ReaderKeyMismatch
+from firmware_app.room.osdp.handshake import HandshakeWatch, Verdict
+from firmware_app.room.osdp.keys import load_scbk_blocking
+from firmware_app.room.osdp.settings import OsdpConfig
+from firmware_app.room.osdp.translate import Link, OsdpEvent, ReaderTranslator
+
+__all__ = ["OsdpPanel"]
+
+log = logging.getLogger(__name__)
+
+_SUPERVISE_INTERVAL_S = 0.1
+_REFUSED_RETRY_FACTOR = 10  # a reader in install mode or with a wrong key is retried less often
+_DISABLE_SETTLE_S = 0.1  # libosdp applies disable_pd on its next refresh (every 20 ms)
+_STOP_TIMEOUT_S = 5.0
+
+
+class OsdpPanel:
+    """The room adapter for one RS-485 line: ``start()``, ``stop()``, ``status()``."""
+
+    def __init__(self, config: OsdpConfig, sink: EventSink, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._config = config
+        self._sink = sink
+        self._monotonic = monotonic
+        self._by_address = {r.address: ReaderTranslator(r) for r in config.readers}
+        self._index_address = [r.address for r in config.readers]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._cp: osdp.ControlPanel | None = None
+        self._channel: SerialChannel | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._next_retry_s: dict[int, float] = {}
+        self._closing = threading.Event()
+        self.events_refused = 0
+        self.cards_unreadable = 0
+
+    async def start(self) -> None:
+        """Read the keys, open the line and start polling; raises OsdpError (no key in it)."""
+        self._loop = asyncio.get_running_loop()
+        keys = {}
+        for reader in self._config.readers:
+            keys[reader.address] = await asyncio.to_thread(load_scbk_blocking, reader.key_file)
+        port = await asyncio.to_thread(open_serial_blocking, self._config.device, self._config.baud)
+        self._channel = SerialChannel(port, HandshakeWatch(keys), self._verdict_from_thread, monotonic=self._monotonic)
+        flags = [osdp.LibFlag.EnforceSecure, osdp.LibFlag.EnableNotification]
+        infos = [osdp.PDInfo(r.address, self._channel, scbk=keys[r.address], name=r.name, flags=flags) for r in self._config.readers]
+        del keys
+        try:
+            self._cp = osdp.ControlPanel(infos, log_level=osdp.LogLevel.Error, event_handler=self._event_from_thread)
+            self._cp.start()
+        except Exception:
+            self._channel.close()
+            raise OsdpError("libosdp refused the control panel setup") from None
+        self._supervisor = asyncio.create_task(self._supervise(), name="osdp-supervisor")
+        log.info("OSDP control panel polling %d readers", len(self._config.readers), extra=event("room.osdp.started"))
+
+    async def stop(self) -> None:
+        """Stop polling and close the line; bounded by ``_STOP_TIMEOUT_S``."""
+        self._closing.set()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
+        if self._cp is not None:
+            cp, self._cp = self._cp, None
+            stopper = threading.Thread(target=cp.teardown, name="osdp-stop", daemon=True)
+            stopper.start()
+            await asyncio.to_thread(stopper.join, _STOP_TIMEOUT_S)
+            if stopper.is_alive():
+                log.error("OSDP poll thread did not stop in %.0f s", _STOP_TIMEOUT_S, extra=event("room.osdp.stop_overrun"))
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+            log.info("OSDP control panel stopped", extra=event("room.osdp.stopped"))
+
+    def status(self) -> list[Mapping[str, str]]:
+        """Each reader's link state by name (for the room's status)."""
+        return [{"reader": t.reader.name, "state": t.link.value} for t in self._by_address.values()]
+
+    @property
+    def skipped_bytes(self) -> int:
+        """Bytes seen on the line that were not valid OSDP frames (noise or attack)."""
+        return self._channel.skipped_bytes if self._channel is not None else 0
+
+    # libosdp's thread: hand over, nothing else.
+
+    def _event_from_thread(self, index: int, ev: dict[str, object]) -> int:
+        self._hand_over(self._on_event, index, dict(ev))
+        return 0
+
+    def _verdict_from_thread(self, address: int, verdict: Verdict) -> None:
+        self._hand_over(self._on_verdict, address, verdict)
+
+    def _hand_over(self, fn: Callable[..., None], *args: object) -> None:
+        loop = self._loop
+        if loop is None or self._closing.is_set():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed while libosdp was stopping
+            loop.call_soon_threadsafe(fn, *args)
+
+    # The event loop: all state changes here.
+
+    def _on_event(self, index: int, ev: dict[str, object]) -> None:
+        if not 0 <= index < len(self._index_address):
+            self.events_refused += 1
+            return
+        translator = self._by_address[self._index_address[index]]
+        try:
+            out = translator.event(ev)
+        except DecodeError:
+            self.cards_unreadable += 1
+            log.warning("unreadable card at reader %s", translator.reader.name, extra=event("room.osdp.card_unreadable"))
+            return
+        except OsdpError:
+            self.events_refused += 1
+            log.warning("malformed OSDP event from reader %s", translator.reader.name, extra=event("room.osdp.event_refused"))
+            return
+        self._emit(translator, out)
+
+    def _on_verdict(self, address: int, verdict: Verdict) -> None:
+        translator = self._by_address.get(address)
+        if translator is not None:
+            self._emit(translator, translator.verdict(verdict))
+            if verdict is not Verdict.CONFIGURED:
+                self._next_retry_s[address] = self._monotonic() + self._config.retry_interval_s * _REFUSED_RETRY_FACTOR
+
+    def _emit(self, translator: ReaderTranslator, out: list[OsdpEvent]) -> None:
+        name = translator.reader.name
+        for item in out:
+            self._sink.submit(item)  # type: ignore[arg-type]  # ReaderKeyMismatch until events.py has it
+            if isinstance(item, DeviceOnline):
+                log.info("reader %s online with secure channel", name, extra=event("room.osdp.reader_online"))
+            elif isinstance(item, DeviceOffline):
+                log.warning("reader %s offline", name, extra=event("room.osdp.reader_offline"))
+            elif isinstance(item, InstallModeSeen):
+                log.error("reader %s answered in install mode; not re-keyed", name, extra=event("room.osdp.install_mode"))
+            elif isinstance(item, ReaderKeyMismatch):
+                log.error("reader %s failed the secure channel with its key", name, extra=event("room.osdp.key_mismatch"))
+
+    async def _supervise(self) -> None:
+        while True:
+            await asyncio.sleep(_SUPERVISE_INTERVAL_S)
+            now = self._monotonic()
+            for address, translator in self._by_address.items():
+                if translator.link is Link.ONLINE:
+                    last = self._channel.last_reply_s(address) if self._channel is not None else None
+                    if last is None or now - last > self._config.offline_after_s:
+                        self._emit(translator, translator.offline())
+                        self._next_retry_s[address] = now
+                    continue
+                if now >= self._next_retry_s.setdefault(address, now + self._config.retry_interval_s):
+                    refused = translator.link in (Link.INSTALL_MODE, Link.KEY_MISMATCH)
+                    factor = _REFUSED_RETRY_FACTOR if refused else 1
+                    self._next_retry_s[address] = now + self._config.retry_interval_s * factor
+                    await self._restart_reader(address)
+
+    async def _restart_reader(self, address: int) -> None:
+        """Make libosdp try ``address`` again now instead of after its own long back-off."""
+        cp = self._cp
+        if cp is None:
+            return
+        await asyncio.to_thread(cp.disable_pd, address)
+        await asyncio.sleep(_DISABLE_SETTLE_S)
+        if self._cp is cp:
+            await asyncio.to_thread(cp.enable_pd, address)
