@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(softhsm2 opensc python3 python3-venv python3-dev gcc pkg-config libsystemd-dev systemd)
+packages=(softhsm2 opensc python3 python3-venv python3-dev gcc pkg-config libsystemd-dev systemd mosquitto mosquitto-clients)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
