@@ -47,8 +47,9 @@ def render_csv(rows: list[RecordRow]) -> bytes:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for r in rows:
-        writer.writerow([r.at.astimezone(JST).isoformat(timespec="seconds"), r.kind, r.door, r.holder, r.visit_id, r.duration_s,
-                         r.corroborated, r.reason, r.alarm_id, r.alarm_kind, r.source, r.actor])
+        values = (r.at.astimezone(JST).isoformat(timespec="seconds"), r.kind, r.door, r.holder, r.visit_id, r.duration_s,
+                  r.corroborated, r.reason, r.alarm_id, r.alarm_kind, r.source, r.actor)
+        writer.writerow([_cell(v) for v in values])
     return out.getvalue().encode("utf-8")
 
 
