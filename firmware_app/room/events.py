@@ -29,6 +29,7 @@ __all__ = [
     "PersonDetected",
     "PersonsSeen",
     "PowerFault",
+    "ReaderKeyMismatch",
     "RoomEvent",
     "SensorBattery",
     "SensorCheckIn",
@@ -154,6 +155,14 @@ class PersonsSeen:
 
 
 @dataclass(frozen=True, slots=True)
+class ReaderKeyMismatch:
+    """A reader failed the secure-channel handshake with its configured key (a wrong key or a
+    swapped reader): it is kept offline and never re-keyed."""
+
+    reader: str
+
+
+@dataclass(frozen=True, slots=True)
 class PersonDetected:
     """The NVR reports a person in view now (a Frigate event or review), without a count."""
 
@@ -207,6 +216,7 @@ RoomEvent = (
     | DeviceOffline
     | DeviceLeft
     | InstallModeSeen
+    | ReaderKeyMismatch
     | PersonsSeen
     | PersonDetected
     | CameraTamper

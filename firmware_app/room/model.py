@@ -72,6 +72,8 @@ class RoomModel:
                 out += self.alarms.raise_("device_left", f"{kind}:{name}", now)
             case ev.InstallModeSeen(reader=reader):
                 out += self.alarms.raise_("reader_install_mode", f"reader:{reader}", now)
+            case ev.ReaderKeyMismatch(reader=reader):
+                out += self.alarms.raise_("reader_key_mismatch", f"reader:{reader}", now)
             case ev.Tamper(source=source, active=active):
                 kind = "sensor_tamper" if source.startswith("sensor:") else "tamper"
                 out += self.alarms.raise_(kind, source, now) if active else self.alarms.restore(kind, source, now)
@@ -190,6 +192,7 @@ class RoomModel:
             return
         if online:
             out += self.alarms.restore("device_left", source, now)
+            out += self.alarms.restore("reader_key_mismatch", source, now)
         if kind == "nvr" and not online:
             for camera in self.config.cameras:  # the NVR's own outage says nothing of the cameras
                 self.presence[f"camera:{camera}"].set(False, now)

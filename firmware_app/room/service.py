@@ -90,6 +90,10 @@ class RoomService:
             self._adapters.insert(0, self.mqtt)
             for alarm in open_alarms:
                 self.mqtt.publish_alarm(alarm)
+        if self.config.osdp is not None:
+            from firmware_app.room.osdp.panel import OsdpPanel  # libosdp loads only when a line is configured
+
+            self._adapters.append(OsdpPanel(self.config.osdp, self))
         self._tasks = [
             asyncio.create_task(self._event_loop(), name="room-events"),
             asyncio.create_task(self._tick_loop(), name="room-ticks"),
@@ -295,6 +299,7 @@ _DEGRADING = {
     "reader_offline": "offline",
     "bridge_offline": "offline",
     "nvr_offline": "offline",
+    "reader_key_mismatch": "refused: it does not hold its configured key",
     "sensor_silent": "silent past its check-in interval",
     "device_left": "left the network",
     "battery_low": "battery low",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_app.room.errors import RoomConfigError
+from firmware_app.room.osdp.settings import OsdpConfig, load_osdp_config
 
 __all__ = ["CameraConfig", "DoorConfig", "MqttConfig", "RoomConfig", "Schedule", "SensorConfig", "load_room_config"]
 
@@ -106,6 +107,7 @@ class RoomConfig:
     record_keep_days: int = 365
     corroboration_window_s: float = 15.0
     tick_interval_s: float = 1.0
+    osdp: OsdpConfig | None = None
 
     def reader_door(self, reader: str) -> tuple[str, str] | None:
         """(door, direction) of a reader."""
@@ -228,6 +230,11 @@ def load_room_config(data: Any, base: Path) -> RoomConfig:
     mqtt = _mqtt(top) if "mqtt" in top.data else None
     top.get("mqtt", dict, {})
     schedule = _schedule(_Keys(top.get("schedule", dict, {}), "room.schedule"))
+    osdp = load_osdp_config(top.data["osdp"], base) if "osdp" in top.data else None
+    top.get("osdp", dict, {})
+    for reader in osdp.readers if osdp is not None else ():
+        if reader.door not in doors:
+            raise RoomConfigError(f"room.osdp.readers: reader {reader.name!r} names an unknown door")
     config = RoomConfig(
         doors,
         cameras,
@@ -242,6 +249,7 @@ def load_room_config(data: Any, base: Path) -> RoomConfig:
         record_keep_days=top.integer("record_keep_days", 365, 1, 36500),
         corroboration_window_s=top.number("corroboration_window_s", 15.0, 0.0, 3600.0),
         tick_interval_s=top.number("tick_interval_s", 1.0, 0.01, 60.0),
+        osdp=osdp,
     )
     top.done()
     return config

@@ -284,3 +284,10 @@ def test_a_flapping_door_reuses_its_unacknowledged_alarm(room: Room) -> None:
 def test_unknown_devices_and_doors_change_nothing(room: Room) -> None:
     out = room.send(ev.DoorContact("no-such-door", True), ev.PersonsSeen("no-such-cam", 3), ev.ExitRequest("no-such-door"))
     assert out == []
+
+
+def test_reader_with_the_wrong_key_alarms_until_it_comes_online(room: Room) -> None:
+    room.send(ev.ReaderKeyMismatch("mr-in"), ev.ReaderKeyMismatch("mr-in"))
+    assert room.raised() == [("reader_key_mismatch", "reader:mr-in")]
+    room.send(ev.DeviceOnline("reader", "mr-in"))
+    assert ("reader_key_mismatch", "reader:mr-in") in room.restored()
