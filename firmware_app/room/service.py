@@ -42,6 +42,8 @@ _BATCH_EVENTS = 2000
 _FLUSH_ROWS = 2000
 SWEEP_INTERVAL_S = 3600.0
 SWEEP_BATCH = 10_000
+#: A broker connection down for less than this is a reconnect, not news for STATUS=.
+BROKER_GRACE_S = 30.0
 
 
 class _Actuator(Protocol):
@@ -280,8 +282,11 @@ class RoomService:
         """(part, operator words) for what is degraded: broker, offline or silent devices,
         dropped events."""
         out: list[tuple[str, str]] = []
-        if self.mqtt is not None and not self.mqtt.connected:
-            out.append(("machine-room broker", "machine-room broker unreachable"))
+        mqtt = self.mqtt
+        if mqtt is not None and mqtt.down_since_s is not None:
+            down_s = self._clock.monotonic_s() - mqtt.down_since_s
+            if down_s >= BROKER_GRACE_S:
+                out.append(("broker", f"machine-room broker unreachable for {down_s:.0f} s"))
         if self.model is not None:
             for a in self.model.alarms.open_alarms():
                 if a.state == "active" and a.kind in _DEGRADING:
