@@ -86,6 +86,7 @@ class DoorController:
         self.contact_input = contact_input
         self.rex_input = rex_input
         self.keysets_received = 0
+        self.strike_pulses: list[tuple[int, int]] = []  # (output, duration in 100 ms units)
         self._inputs = bytearray(_INPUTS)
         self._local = bytearray(2)
         self._channel = _MasterChannel(pty.master_fd)
@@ -124,6 +125,8 @@ class DoorController:
         if cmd.get("command") == osdp.Command.Keyset:
             self.keysets_received += 1
             return -1, None  # refuse: the test asserts none were sent at all
+        if cmd.get("command") == osdp.Command.Output:
+            self.strike_pulses.append((int(cmd.get("output_no", -1)), int(cmd.get("timer_count", 0))))
         return 0, None
 
     def _submit(self, ev: dict[str, object]) -> None:

@@ -21,15 +21,14 @@ from collections.abc import Callable, Mapping
 import osdp
 
 from firmware_app.journal import event
-from firmware_app.room.events import DeviceOffline, DeviceOnline, InstallModeSeen
+from firmware_app.room.events import DeviceOffline, DeviceOnline, InstallModeSeen, ReaderKeyMismatch, RoomEvent
 from firmware_app.room.inbox import EventSink
 from firmware_app.room.osdp.channel import SerialChannel, open_serial_blocking
 from firmware_app.room.osdp.errors import DecodeError, OsdpError
-from firmware_app.room.osdp.events import ReaderKeyMismatch
 from firmware_app.room.osdp.handshake import HandshakeWatch, Verdict
 from firmware_app.room.osdp.keys import load_scbk_blocking
 from firmware_app.room.osdp.settings import OsdpConfig
-from firmware_app.room.osdp.translate import Link, OsdpEvent, ReaderTranslator
+from firmware_app.room.osdp.translate import Link, ReaderTranslator
 
 __all__ = ["OsdpPanel"]
 
@@ -39,6 +38,8 @@ _SUPERVISE_INTERVAL_S = 0.1
 _REFUSED_RETRY_FACTOR = 10  # a reader in install mode or with a wrong key is retried less often
 _DISABLE_SETTLE_S = 0.1  # libosdp applies disable_pd on its next refresh (every 20 ms)
 _STOP_TIMEOUT_S = 5.0
+_OUTPUT_TEMPORARY_ON = 5  # osdp_OUT: on for timer_count, then back to the permanent state
+_STRIKE_PULSE_UNITS = 50  # 100 ms units: the strike is released for 5 s
 
 
 class OsdpPanel:
@@ -58,6 +59,7 @@ class OsdpPanel:
         self._closing = threading.Event()
         self.events_refused = 0
         self.cards_unreadable = 0
+        self.commands_refused = 0
 
     async def start(self) -> None:
         """Read the keys, open the line and start polling; raises OsdpError (no key in it)."""
@@ -98,6 +100,28 @@ class OsdpPanel:
             self._channel.close()
             self._channel = None
             log.info("OSDP control panel stopped", extra=event("room.osdp.stopped"))
+
+    def unlock(self, door: str) -> None:
+        """Pulse the strike output of every online reader on ``door`` (the room granted access).
+
+        The command is queued with libosdp off the loop; libosdp sends it on its next poll."""
+        cp, loop = self._cp, self._loop
+        if cp is None or loop is None:
+            return
+        for translator in self._by_address.values():
+            reader = translator.reader
+            if reader.door == door and translator.link is Link.ONLINE:
+                command = {
+                    "command": osdp.Command.Output,
+                    "output_no": reader.strike_output,
+                    "control_code": _OUTPUT_TEMPORARY_ON,
+                    "timer_count": _STRIKE_PULSE_UNITS,
+                }
+                loop.run_in_executor(None, cp.submit_command, reader.address, command).add_done_callback(self._command_queued)
+
+    def _command_queued(self, future: asyncio.Future[object]) -> None:
+        if future.cancelled() or future.exception() is not None or not future.result():
+            self.commands_refused += 1
 
     def status(self) -> list[Mapping[str, str]]:
         """Each reader's link state by name (for the room's status)."""
@@ -150,10 +174,10 @@ class OsdpPanel:
             if verdict is not Verdict.CONFIGURED:
                 self._next_retry_s[address] = self._monotonic() + self._config.retry_interval_s * _REFUSED_RETRY_FACTOR
 
-    def _emit(self, translator: ReaderTranslator, out: list[OsdpEvent]) -> None:
+    def _emit(self, translator: ReaderTranslator, out: list[RoomEvent]) -> None:
         name = translator.reader.name
         for item in out:
-            self._sink.submit(item)  # type: ignore[arg-type]  # ReaderKeyMismatch until events.py has it
+            self._sink.submit(item)
             if isinstance(item, DeviceOnline):
                 log.info("reader %s online with secure channel", name, extra=event("room.osdp.reader_online"))
             elif isinstance(item, DeviceOffline):

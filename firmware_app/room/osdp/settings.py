@@ -15,6 +15,7 @@
     key_file = "/etc/cs/osdp/server-room-in.scbk"   # 32 hex digits, mode 0600
     contact_input = 0                # PD input wired to the door contact (active = open)
     rex_input = 1                    # PD input wired to the exit button (active = pressed)
+    strike_output = 0                # PD output driving the door strike (pulsed on a grant)
 
 Every error names its key as ``room.osdp.<key>``.  Keys are not read here (see ``keys``).
 """
@@ -47,6 +48,7 @@ class ReaderConfig:
     key_file: Path
     contact_input: int = 0
     rex_input: int = 1
+    strike_output: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,11 @@ def _reader(data: Any, section: str, base: Path) -> ReaderConfig:
             raise OsdpConfigError(f"{section}.{key} must be between 0 and {_MAX_INPUTS - 1}")
     if contact == rex:
         raise OsdpConfigError(f"{section}.rex_input must differ from contact_input")
-    _no_unknown(t, section, {"name", "door", "address", "key_file", "contact_input", "rex_input"})
-    return ReaderConfig(name, door, address, key_file, contact, rex)
+    strike = _get(t, section, "strike_output", int, 0)
+    if not 0 <= strike < _MAX_INPUTS:
+        raise OsdpConfigError(f"{section}.strike_output must be between 0 and {_MAX_INPUTS - 1}")
+    _no_unknown(t, section, {"name", "door", "address", "key_file", "contact_input", "rex_input", "strike_output"})
+    return ReaderConfig(name, door, address, key_file, contact, rex, strike)
 
 
 _REQUIRED = object()

@@ -22,18 +22,16 @@ from firmware_app.room.events import (
     InstallModeSeen,
     KeypadEntry,
     PowerFault,
+    ReaderKeyMismatch,
     RoomEvent,
     Tamper,
 )
 from firmware_app.room.osdp.errors import DecodeError, OsdpError
-from firmware_app.room.osdp.events import ReaderKeyMismatch
 from firmware_app.room.osdp.handshake import Verdict
 from firmware_app.room.osdp.settings import ReaderConfig
 from firmware_app.room.osdp.wiegand import decode_card
 
 __all__ = ["Link", "ReaderTranslator"]
-
-OsdpEvent = RoomEvent | ReaderKeyMismatch
 
 _CARD_READ, _KEYPRESS, _STATUS, _NOTIFICATION = 1, 2, 4, 5
 _RAW_FORMATS = (0, 1)  # unspecified raw, raw Wiegand (ASCII is deprecated and dropped by libosdp)
@@ -67,7 +65,7 @@ class ReaderTranslator:
     def _source(self) -> str:
         return f"reader:{self.reader.name}"
 
-    def event(self, ev: Mapping[str, object]) -> list[OsdpEvent]:
+    def event(self, ev: Mapping[str, object]) -> list[RoomEvent]:
         """A libosdp event dict; raises DecodeError (bad card) or OsdpError (malformed event)."""
         kind = ev.get("event")
         if kind == _NOTIFICATION:
@@ -82,20 +80,20 @@ class ReaderTranslator:
             return self._status(ev)
         raise OsdpError("unknown OSDP event kind")
 
-    def _card(self, ev: Mapping[str, object]) -> list[OsdpEvent]:
+    def _card(self, ev: Mapping[str, object]) -> list[RoomEvent]:
         data, length, fmt = ev.get("data"), ev.get("length"), ev.get("format")
         if fmt not in _RAW_FORMATS or not isinstance(data, bytes) or not isinstance(length, int):
             raise DecodeError("card read is not raw bits")
         credential = decode_card(data, length)
         return [CardPresented(self.reader.door, self.reader.name, credential.badge, credential.card_format)]
 
-    def _keys(self, ev: Mapping[str, object]) -> list[OsdpEvent]:
+    def _keys(self, ev: Mapping[str, object]) -> list[RoomEvent]:
         data = ev.get("data")
         if not isinstance(data, bytes) or not 1 <= len(data) <= _MAX_KEYS or any(b not in _KEY_CHARS for b in data):
             raise OsdpError("keypad data is not keypad keys")
         return [KeypadEntry(self.reader.door, self.reader.name, "".join(_KEY_CHARS[b] for b in data))]
 
-    def _status(self, ev: Mapping[str, object]) -> list[OsdpEvent]:
+    def _status(self, ev: Mapping[str, object]) -> list[RoomEvent]:
         kind, report = ev.get("type"), ev.get("report")
         if not isinstance(report, bytes) or not 1 <= len(report) <= 64:
             raise OsdpError("status report is malformed")
@@ -113,25 +111,25 @@ class ReaderTranslator:
             return []
         raise OsdpError("unknown status report type")
 
-    def _input_report(self, report: bytes) -> list[OsdpEvent]:
+    def _input_report(self, report: bytes) -> list[RoomEvent]:
         contact, rex = self.reader.contact_input, self.reader.rex_input
         if max(contact, rex) >= len(report):
             raise OsdpError("input report is shorter than the wired inputs")
         before, self._inputs = self._inputs, report
-        out: list[OsdpEvent] = []
+        out: list[RoomEvent] = []
         if before is None or (before[contact] != 0) != (report[contact] != 0):
             out.append(DoorContact(self.reader.door, report[contact] != 0))
         if before is not None and before[rex] == 0 and report[rex] != 0:
             out.append(ExitRequest(self.reader.door))
         return out
 
-    def _change(self, flag: str, active: bool, kind: type, suffix: str = "") -> list[OsdpEvent]:
+    def _change(self, flag: str, active: bool, kind: type, suffix: str = "") -> list[RoomEvent]:
         if self._flags.get(flag, False) == active:
             return []
         self._flags[flag] = active
         return [kind(self._source + suffix, active)]
 
-    def _notification(self, ev: Mapping[str, object]) -> list[OsdpEvent]:
+    def _notification(self, ev: Mapping[str, object]) -> list[RoomEvent]:
         kind, arg0 = ev.get("type"), ev.get("arg0")
         if kind == _NOTE_SC:
             # arg1 set means SCBK-D: never with ENFORCE_SECURE, but never trusted either.
@@ -141,14 +139,14 @@ class ReaderTranslator:
             return self.online() if arg0 == 1 and self._sc_active else self.offline()
         return []  # command outcomes
 
-    def online(self) -> list[OsdpEvent]:
+    def online(self) -> list[RoomEvent]:
         """The reader is online with the secure channel."""
         if self.link is Link.ONLINE:
             return []
         self.link = Link.ONLINE
         return [DeviceOnline("reader", self.reader.name)]
 
-    def offline(self) -> list[OsdpEvent]:
+    def offline(self) -> list[RoomEvent]:
         """The reader went offline (libosdp said so, or it fell silent)."""
         self._sc_active = False
         if self.link in (Link.OFFLINE, Link.INSTALL_MODE, Link.KEY_MISMATCH):
@@ -156,7 +154,7 @@ class ReaderTranslator:
         self.link = Link.OFFLINE
         return [DeviceOffline("reader", self.reader.name)]
 
-    def verdict(self, verdict: Verdict) -> list[OsdpEvent]:
+    def verdict(self, verdict: Verdict) -> list[RoomEvent]:
         """The handshake watcher's finding on this reader's latest secure-channel answer."""
         if verdict is Verdict.CONFIGURED:
             return []

@@ -27,10 +27,10 @@ def test_minimal_table_and_defaults():
 
 
 def test_absolute_key_path_and_every_option():
-    reader = {"name": "a", "door": "d", "address": 0, "key_file": "/run/credentials/csd.service/a", "contact_input": 3, "rex_input": 2}
+    reader = {"name": "a", "door": "d", "address": 0, "key_file": "/run/credentials/csd.service/a", "contact_input": 3, "rex_input": 2, "strike_output": 1}
     config = load_osdp_config(table(baud=9600, offline_after_s=0.5, retry_interval_s=10, readers=[reader]), Path("/x"))
     assert config.baud == 9600 and config.readers[0].key_file == Path("/run/credentials/csd.service/a")
-    assert (config.readers[0].contact_input, config.readers[0].rex_input) == (3, 2)
+    assert (config.readers[0].contact_input, config.readers[0].rex_input, config.readers[0].strike_output) == (3, 2, 1)
 
 
 def reader_with(**kw):
@@ -64,6 +64,7 @@ def reader_with(**kw):
         (table(readers=[reader_with(key_file="")]), r"room.osdp.readers\[0\].key_file"),
         (table(readers=[reader_with(contact_input=32)]), r"room.osdp.readers\[0\].contact_input"),
         (table(readers=[reader_with(rex_input=0)]), r"room.osdp.readers\[0\].rex_input must differ"),
+        (table(readers=[reader_with(strike_output=-1)]), r"room.osdp.readers\[0\].strike_output"),
         (table(readers=[reader_with(scbk="00" * 16)]), r"unknown key 'scbk' in room.osdp.readers\[0\]"),
         (table(readers=[reader_with(), reader_with(address=102)]), "same name"),
         (table(readers=[reader_with(), reader_with(name="other")]), "same address"),

@@ -16,10 +16,10 @@ from firmware_app.room.events import (
     InstallModeSeen,
     KeypadEntry,
     PowerFault,
+    ReaderKeyMismatch,
     Tamper,
 )
 from firmware_app.room.osdp.errors import DecodeError, OsdpError
-from firmware_app.room.osdp.events import ReaderKeyMismatch
 from firmware_app.room.osdp.handshake import Verdict
 from firmware_app.room.osdp.settings import ReaderConfig
 from firmware_app.room.osdp.translate import Link, ReaderTranslator
