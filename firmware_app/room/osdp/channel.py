@@ -3,7 +3,8 @@
 libosdp calls ``read``/``write``/``flush`` from its refresh thread; every call is bounded (a
 non-blocking read of at most ``max_read_bytes``, a write with a timeout) and never raises into
 libosdp: line errors are counted.  What passes is shown to the :class:`HandshakeWatch`, whose
-verdicts go to ``on_verdict`` and whose reply addresses stamp ``last_reply_s``.
+verdicts go to ``on_verdict`` and whose reply addresses stamp ``last_reply_s``; every challenge
+the control panel sends calls ``on_challenge`` (the panel reseeds libosdp's random numbers there).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class SerialChannel(osdp.Channel):
         watch: HandshakeWatch,
         on_verdict: Callable[[int, Verdict], None],
         *,
+        on_challenge: Callable[[], None] = lambda: None,
         max_read_bytes: int = 512,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -45,6 +47,7 @@ class SerialChannel(osdp.Channel):
         self._port = port
         self._watch = watch
         self._on_verdict = on_verdict
+        self._on_challenge = on_challenge
         self._max_read_bytes = max_read_bytes
         self._monotonic = monotonic
         self._lock = threading.Lock()
@@ -76,7 +79,8 @@ class SerialChannel(osdp.Channel):
         except (serial.SerialException, OSError, TypeError):
             self.line_errors += 1
             return 0
-        self._watch.sent(bytes(buf[:written]))
+        if self._watch.sent(bytes(buf[:written])):
+            self._on_challenge()
         return written
 
     def flush(self) -> None:

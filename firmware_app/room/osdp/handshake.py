@@ -189,11 +189,14 @@ class HandshakeWatch:
         """Bytes that were not part of any valid frame, both directions (garbage on the line)."""
         return self._out.skipped_bytes + self._in.skipped_bytes
 
-    def sent(self, chunk: bytes) -> None:
-        """Bytes the control panel wrote."""
+    def sent(self, chunk: bytes) -> bool:
+        """Bytes the control panel wrote; True when they held a challenge (a new RND.A)."""
+        challenged = False
         for frame in self._out.feed(chunk):
             if not frame.reply and frame.code == _CMD_CHLNG and frame.scb_type == _SCS_11 and len(frame.data) == 8:
                 self._rnd_a[frame.address] = frame.data
+                challenged = True
+        return challenged
 
     def received(self, chunk: bytes) -> tuple[list[tuple[int, Verdict]], set[int]]:
         """Bytes read from the line: (verdicts, addresses that sent a valid reply)."""

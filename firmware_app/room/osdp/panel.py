@@ -7,13 +7,20 @@ and do one thing: ``loop.call_soon_threadsafe`` with a copy of the event, so all
 the event loop.  A supervisor task marks a reader offline when it has not replied for
 ``offline_after_s`` (libosdp itself takes many seconds) and retries offline readers every
 ``retry_interval_s`` by disabling and re-enabling them (libosdp 3.2 would otherwise wait 300 s).
+
+libosdp 3.2.9's PyPI build draws the secure channel's random challenge (RND.A) from the C
+library's ``rand()`` and never seeds it, so every start of the daemon would send the same
+challenges.  The panel seeds ``rand()`` from the OS random source at start and again after
+every challenge it sends (see ``reseed_libosdp_random``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -42,6 +49,14 @@ _OUTPUT_TEMPORARY_ON = 5  # osdp_OUT: on for timer_count, then back to the perma
 _STRIKE_PULSE_UNITS = 50  # 100 ms units: the strike is released for 5 s
 
 
+_LIBC = ctypes.CDLL(None)  # the process's C library: libosdp's rand() is this one's
+
+
+def reseed_libosdp_random() -> None:
+    """Seed the C library's ``rand()``, which libosdp 3.2.9 uses for RND.A, from ``secrets``."""
+    _LIBC.srand(ctypes.c_uint(secrets.randbits(32)))
+
+
 class OsdpPanel:
     """The room adapter for one RS-485 line: ``start()``, ``stop()``, ``status()``."""
 
@@ -68,7 +83,10 @@ class OsdpPanel:
         for reader in self._config.readers:
             keys[reader.address] = await asyncio.to_thread(load_scbk_blocking, reader.key_file)
         port = await asyncio.to_thread(open_serial_blocking, self._config.device, self._config.baud)
-        self._channel = SerialChannel(port, HandshakeWatch(keys), self._verdict_from_thread, monotonic=self._monotonic)
+        reseed_libosdp_random()
+        self._channel = SerialChannel(
+            port, HandshakeWatch(keys), self._verdict_from_thread, on_challenge=reseed_libosdp_random, monotonic=self._monotonic
+        )
         flags = [osdp.LibFlag.EnforceSecure, osdp.LibFlag.EnableNotification]
         infos = [osdp.PDInfo(r.address, self._channel, scbk=keys[r.address], name=r.name, flags=flags) for r in self._config.readers]
         del keys
