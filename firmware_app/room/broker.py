@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import random
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -106,6 +107,8 @@ class MqttFeed:
             keepalive=self._c.keepalive_s,
             max_queued_incoming_messages=0,  # unbounded: aiomqtt would drop after the PUBACK
             timeout=10.0,
+            # An alarm right after a PUBACK would otherwise wait for the broker's delayed ACK (Nagle).
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
 
     async def _run(self) -> None:
