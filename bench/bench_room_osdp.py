@@ -9,7 +9,8 @@ configuration on a loopback port, watched by an aiomqtt subscriber.
 
 Per sample: the controller reports the door closed and the bench waits for the forced-door alarm
 to be published as restored; then the controller reports the door open (no card, no exit button)
-and the clock runs until the subscriber receives the alarm, active again.  Measured in the same
+and the clock runs until the subscriber receives the alarm, active again.  A random pause of up to
+150 ms before each opening keeps the openings out of step with the polls.  Measured in the same
 run, per sample:
   osdp      controller submits the input report -> the door event handed to the room on the loop
             (the OSDP poll round trip: libosdp polls every 50 ms, both sides refresh every 20 ms)
@@ -26,6 +27,7 @@ import dataclasses
 import json
 import logging
 import os
+import random
 import secrets
 import statistics
 import tempfile
@@ -133,6 +135,7 @@ async def bench(samples: int, work: Path) -> None:
                     if i:
                         sim.door(False)
                         await next_state(messages, "restored")
+                    await asyncio.sleep(random.uniform(0.0, 0.15))  # not in step with the polls
                     seen = len(sink.opened_at)
                     start = time.perf_counter()
                     sim.door(True)

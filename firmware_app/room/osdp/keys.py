@@ -1,7 +1,8 @@
 """A reader's secure-channel base key (SCBK) read from its own file, never from the configuration.
 
 The file holds 32 hex digits (whitespace around them ignored).  It must be a regular file owned
-by the daemon's user and closed to group and others (0600 or 0400, as a systemd credential is);
+by the daemon's user or by root and closed to group and others (0600 or 0400, as a systemd
+credential under /run/credentials/ is);
 the default install-mode key and an all-zero key are refused.  Errors name the file's role,
 never its contents.
 """
@@ -33,8 +34,8 @@ def load_scbk_blocking(path: Path) -> bytes:
             raise KeyFileError("reader key file is not a regular file")
         if st.st_mode & 0o077:
             raise KeyFileError("reader key file is readable by group or others (chmod 0600)")
-        if st.st_uid != os.geteuid():
-            raise KeyFileError("reader key file is not owned by the daemon's user")
+        if st.st_uid not in (os.geteuid(), 0):
+            raise KeyFileError("reader key file is not owned by the daemon's user or root")
         raw = os.read(fd, _MAX_FILE_BYTES + 1)
     finally:
         os.close(fd)
