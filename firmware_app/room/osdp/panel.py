@@ -91,7 +91,10 @@ class OsdpPanel:
         infos = [osdp.PDInfo(r.address, self._channel, scbk=keys[r.address], name=r.name, flags=flags) for r in self._config.readers]
         del keys
         try:
-            self._cp = osdp.ControlPanel(infos, log_level=osdp.LogLevel.Error, event_handler=self._event_from_thread)
+            self._cp = osdp.ControlPanel(infos, log_level=osdp.LogLevel.Error)
+            # The wrapper's own handler also puts every event on an unbounded queue.Queue that
+            # only get_event() drains; give the C layer our handler directly instead.
+            self._cp.ctx.set_event_callback(self._event_from_thread)
             self._cp.start()
         except Exception:
             self._channel.close()

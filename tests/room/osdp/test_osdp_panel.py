@@ -273,3 +273,20 @@ def test_start_refuses_a_bad_key_file_or_device(tmp_path, run):
         assert not _cp_threads()
 
     run(scenario())
+
+
+def test_events_do_not_pile_up_in_libosdps_wrapper_queue(rig, run):
+    async def scenario():
+        rig.sim.start()
+        await rig.start()
+        try:
+            assert await rig.next() == ONLINE
+            for _ in range(5):
+                rig.sim.door(True)
+                rig.sim.door(False)
+            assert len([await rig.next() for _ in range(10)]) == 10
+            assert all(q.qsize() == 0 for q in rig.panel._cp.event_queue)  # the wrapper's get_event() queues
+        finally:
+            await rig.stop()
+
+    run(scenario())
