@@ -1,7 +1,7 @@
 """A door controller simulator: an OSDP peripheral built on libosdp, on the master side of a pty.
 
 The control panel under test opens the pty's slave path with pyserial, as it would an RS-485
-adapter.  The simulated controller presents cards (raw Wiegand bits), keys, its door-contact and
+adapter; several controllers (different addresses) can share one pty as they share a bus.  The simulated controller presents cards (raw Wiegand bits), keys, its door-contact and
 exit-button inputs, local and remote tamper and power; it can fall silent and come back, or come
 back keyless in install mode (and records any KEYSET it is sent, which must never happen).
 
@@ -28,10 +28,12 @@ __all__ = ["DoorController", "PtyPair"]
 
 _INPUTS = 4
 _READ_MAX_BYTES = 512
+_PENDING_MAX_BYTES = 64 * 1024
 
 
 class PtyPair:
-    """A raw pty pair: the panel opens ``slave_path``; the simulator uses ``master_fd``."""
+    """A raw pty pair as an RS-485 bus: the panel opens ``slave_path``; simulated devices share
+    ``master_fd``, each seeing every byte the panel sends (OSDP is multi-drop)."""
 
     def __init__(self) -> None:
         self.master_fd, self._slave_fd = os.openpty()
@@ -39,6 +41,38 @@ class PtyPair:
         tty.setraw(self._slave_fd)
         os.set_blocking(self.master_fd, False)
         self.slave_path = os.ttyname(self._slave_fd)
+        self._lock = threading.Lock()
+        self._pending: dict[int, bytearray] = {}
+
+    def attach(self) -> int:
+        """A new device on the bus: the key its channel reads with."""
+        with self._lock:
+            key = len(self._pending)
+            self._pending[key] = bytearray()
+            return key
+
+    def read(self, key: int, max_bytes: int) -> bytes:
+        """Bytes the panel sent that device ``key`` has not read yet (copied to every device)."""
+        with self._lock:
+            try:
+                data = os.read(self.master_fd, _READ_MAX_BYTES)
+            except (BlockingIOError, OSError):
+                data = b""
+            for pending in self._pending.values():
+                pending += data
+                del pending[:-_PENDING_MAX_BYTES]
+            pending = self._pending[key]
+            out = bytes(pending[:max_bytes])
+            del pending[:max_bytes]
+            return out
+
+    def write(self, data: bytes) -> int:
+        """Send to the panel; 0 when the pty does not take it now."""
+        with self._lock:
+            try:
+                return os.write(self.master_fd, data)
+            except (BlockingIOError, OSError):
+                return 0
 
     def close(self) -> None:
         """Close both sides (after the panel and the simulator have stopped)."""
@@ -49,28 +83,21 @@ class PtyPair:
                 pass
 
 
-class _MasterChannel(osdp.Channel):
-    """libosdp's channel on the pty master: non-blocking, bounded, silent while ``muted``."""
+class _BusChannel(osdp.Channel):
+    """libosdp's channel for one simulated device on the bus; silent while ``muted``."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, bus: PtyPair) -> None:
         super().__init__()
-        self.fd = fd
+        self._bus = bus
+        self._key = bus.attach()
         self.muted = False
 
     def read(self, max_bytes: int) -> bytes:
-        try:
-            data = os.read(self.fd, min(max_bytes, _READ_MAX_BYTES))
-        except (BlockingIOError, OSError):
-            return b""
+        data = self._bus.read(self._key, min(max_bytes, _READ_MAX_BYTES))
         return b"" if self.muted else data
 
     def write(self, buf: bytes) -> int:
-        if self.muted:
-            return len(buf)
-        try:
-            return os.write(self.fd, buf)
-        except (BlockingIOError, OSError):
-            return 0
+        return len(buf) if self.muted else self._bus.write(bytes(buf))
 
     def flush(self) -> None:
         pass
@@ -89,7 +116,7 @@ class DoorController:
         self.strike_pulses: list[tuple[int, int]] = []  # (output, duration in 100 ms units)
         self._inputs = bytearray(_INPUTS)
         self._local = bytearray(2)
-        self._channel = _MasterChannel(pty.master_fd)
+        self._channel = _BusChannel(pty)
         self._pd: osdp.PeripheralDevice | None = None
         self._lock = threading.Lock()
 
