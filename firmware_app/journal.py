@@ -96,6 +96,7 @@ CATALOG: Mapping[str, str] = MappingProxyType(
         "room.sweep_failed": "The machine-room record sweep failed; retried at the next interval.",
         "room.audit_failed": "The audit trail refused a machine-room entry; it was counted as dropped.",
         "room.adapter_stop_failed": "A machine-room adapter raised while stopping.",
+        "room.event_failed": "A machine-room event could not be handled (a bug); it was counted and skipped.",
         # machine room: OSDP readers
         "room.osdp.started": "The OSDP control panel opened its serial line and polls its readers.",
         "room.osdp.stopped": "The OSDP control panel stopped and closed its serial line.",

@@ -69,6 +69,7 @@ class RoomService:
         self._alarms: list[Alarm] = []
         self._commit_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self.failed = 0
 
     def add_adapter(self, adapter: RoomAdapter) -> None:
         """An event source to start and stop with the service (before :meth:`start`)."""
@@ -150,7 +151,13 @@ class RoomService:
         assert self.model is not None
         if self._audit is not None and not isinstance(e, ev.SensorCheckIn):
             self._audit.note(entry_of_event(e))
-        self._apply(self.model.handle(e, self._clock.now()))
+        try:
+            actions = self.model.handle(e, self._clock.now())
+        except Exception as exc:  # noqa: BLE001 - one bad event must not stop the room
+            self.failed += 1
+            log.error("room event %s could not be handled: %s", type(e).__name__, type(exc).__name__, extra=event("room.event_failed"))
+            return
+        self._apply(actions)
 
     async def _tick_loop(self) -> None:
         assert self.model is not None
@@ -292,7 +299,7 @@ class RoomService:
                 if a.state == "active" and a.kind in _DEGRADING:
                     kind, _, name = a.source.partition(":")
                     out.append((a.source, f"{kind} {name} {_DEGRADING[a.kind]}"))
-        dropped = (self.inbox.dropped if self.inbox else 0) + (self._audit.dropped if self._audit else 0)
+        dropped = (self.inbox.dropped if self.inbox else 0) + (self._audit.dropped if self._audit else 0) + self.failed
         if dropped:
             out.append(("machine-room events", f"machine-room events dropped: {dropped}"))
         return out

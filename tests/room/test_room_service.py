@@ -198,3 +198,54 @@ def test_acknowledge_and_report(mqtt_room: RoomConfig, store: object, clock: Man
             assert all("37-10" not in json.dumps(e) for e in audit.entries)
 
     run(scenario())
+
+
+def test_a_broker_restart_is_reconnected_with_backoff(mqtt_room: RoomConfig, store: object, clock: ManualClock, broker: Mosquitto) -> None:
+    async def scenario() -> None:
+        async with running(mqtt_room, store, clock) as (service, _):
+            assert service.mqtt is not None
+            await asyncio.to_thread(broker.stop)
+            await until(lambda: service.mqtt is not None and not service.mqtt.connected)
+            assert service.status()["broker"] == "reconnecting"
+            await asyncio.to_thread(broker.start)  # same port, same persistence directory
+            await until(lambda: service.mqtt is not None and service.mqtt.connected)
+            await pub(broker, CONTACT, b'{"contact": true}')
+            await until(lambda: service.status()["doors"][0]["state"] == "closed")
+        async with aiomqtt.Client(broker.host, broker.port, identifier="test-status") as watcher:
+            await watcher.subscribe("cs-room/status", qos=1)
+            async with asyncio.timeout(WAIT_S):
+                async for message in watcher.messages:
+                    assert message.payload == b"offline"  # said at the clean stop, retained
+                    break
+
+    run(scenario())
+
+
+def test_unlisted_real_payloads_change_nothing(mqtt_room: RoomConfig, store: object, clock: ManualClock, broker: Mosquitto) -> None:
+    stats = b'{"cameras": {"server_room": {"camera_fps": 5.0, "process_fps": 5.0, "skipped_fps": 0.0, "detection_fps": 0.2, "pid": 101, "capture_pid": 102, "ffmpeg_pid": 103}}, "detection_fps": 0.2, "service": {"uptime": 100, "version": "0.14.1"}}'
+    unlisted = [
+        ("frigate/stats", stats),
+        ("frigate/tracked_object_update", b'{"type": "description", "id": "1607123955.475377-mxklsc", "description": "..."}'),
+        ("frigate/server_room/motion", b"ON"),
+        ("frigate/server_room/review_status", b"ALERT"),
+        ("frigate/server_room/status/record", b"offline"),
+        ("zigbee2mqtt/bridge/devices", b'[{"ieee_address": "0x1", "friendly_name": "building1/server_room/door", "power_source": "Battery"}]'),
+        ("zigbee2mqtt/bridge/response/health_check", b'{"data":{"healthy":true},"status":"ok"}'),
+        ("zigbee2mqtt/bridge/event", b'{"type":"device_interview","data":{"friendly_name":"x","status":"successful"}}'),
+        ("zigbee2mqtt/kitchen_plug", b'{"state": "ON", "power": 12}'),
+        ("onvif2mqtt/mr_cam/motion", b"on"),
+        ("cam2mqtt/camera/mr_cam/event/onvif/object/people/detected", b"on"),
+    ]
+
+    async def scenario() -> None:
+        async with running(mqtt_room, store, clock) as (service, _):
+            before = service.status()
+            for topic, payload in unlisted:
+                await pub(broker, topic, payload)
+            await pub(broker, CONTACT, b'{"contact": true}')
+            await until(lambda: service.status()["doors"][0]["state"] == "closed")
+            assert service.open_alarms() == []
+            assert service.mqtt is not None and service.mqtt.counters.malformed == 0
+            assert service.status()["cameras"] == before["cameras"]
+
+    run(scenario())
