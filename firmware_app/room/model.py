@@ -43,6 +43,8 @@ class RoomModel:
         for door in config.doors.values():
             for reader in door.readers:
                 self.presence[f"reader:{reader}"] = Presence(now)
+        for osdp_reader in config.osdp.readers if config.osdp is not None else ():
+            self.presence[f"reader:{osdp_reader.name}"] = Presence(now)
 
     # -- events -------------------------------------------------------------------------------
 
@@ -194,7 +196,7 @@ class RoomModel:
             out += self.alarms.restore("device_left", source, now)
             out += self.alarms.restore("reader_key_mismatch", source, now)
         if kind == "nvr" and not online:
-            for camera in self.config.cameras:  # the NVR's own outage says nothing of the cameras
+            for camera in self.config.cameras:  # while the NVR is down nothing watches the room
                 self.presence[f"camera:{camera}"].set(False, now)
         self._judge(source, presence, now, out)
 
