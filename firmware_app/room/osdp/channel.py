@@ -3,12 +3,15 @@
 libosdp calls ``read``/``write``/``flush`` from its refresh thread; every call is bounded (a
 non-blocking read of at most ``max_read_bytes``, a write with a timeout) and never raises into
 libosdp: line errors are counted.  What passes is shown to the :class:`HandshakeWatch`, whose
-verdicts go to ``on_verdict`` and whose reply addresses stamp ``last_reply_s``; every challenge
+verdicts go to ``on_verdict`` and whose reply addresses stamp ``last_reply_s``.  An exception here
+would end libosdp's poll thread, so line faults (a hung-up pty or unplugged adapter raises EIO,
+some as ``termios.error``) are counted, never raised.  Every challenge
 the control panel sends calls ``on_challenge`` (the panel reseeds libosdp's random numbers there).
 """
 
 from __future__ import annotations
 
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +23,9 @@ from firmware_app.room.osdp.errors import OsdpError
 from firmware_app.room.osdp.handshake import HandshakeWatch, Verdict
 
 __all__ = ["SerialChannel", "open_serial_blocking"]
+
+#: What pyserial and the tty layer raise on a faulty, closed or hung-up line.
+_LINE_ERRORS = (serial.SerialException, OSError, termios.error, ValueError, TypeError)
 
 
 def open_serial_blocking(device: str, baud: int, *, write_timeout_s: float = 0.1) -> serial.Serial:
@@ -58,7 +64,7 @@ class SerialChannel(osdp.Channel):
         """At most ``max_bytes`` (and ``max_read_bytes``) already received; ``b""`` when none."""
         try:
             data = self._port.read(max(0, min(max_bytes, self._max_read_bytes)))
-        except (serial.SerialException, OSError, TypeError):
+        except _LINE_ERRORS:
             self.line_errors += 1
             return b""
         if data:
@@ -76,7 +82,7 @@ class SerialChannel(osdp.Channel):
         """Send ``buf``; 0 when the line does not take it within the write timeout."""
         try:
             written = self._port.write(buf) or 0
-        except (serial.SerialException, OSError, TypeError):
+        except _LINE_ERRORS:
             self.line_errors += 1
             return 0
         if self._watch.sent(bytes(buf[:written])):
@@ -87,7 +93,7 @@ class SerialChannel(osdp.Channel):
         """Drop unread input (libosdp calls this to resynchronise after an error)."""
         try:
             self._port.reset_input_buffer()
-        except (serial.SerialException, OSError):
+        except _LINE_ERRORS:
             self.line_errors += 1
 
     def last_reply_s(self, address: int) -> float | None:
@@ -104,5 +110,5 @@ class SerialChannel(osdp.Channel):
         """Close the port (after libosdp's thread has stopped)."""
         try:
             self._port.close()
-        except (serial.SerialException, OSError):
+        except _LINE_ERRORS:
             self.line_errors += 1

@@ -290,3 +290,21 @@ def test_events_do_not_pile_up_in_libosdps_wrapper_queue(rig, run):
             await rig.stop()
 
     run(scenario())
+
+
+def test_a_hung_up_line_takes_the_reader_offline_and_the_poll_thread_survives(rig, run):
+    async def scenario():
+        rig.sim.start()
+        await rig.start()
+        try:
+            assert await rig.next() == ONLINE
+            rig.sim.stop()
+            rig.pty.close()  # the far end is gone: reads and flushes on our side fail with EIO
+            assert await rig.next() == OFFLINE
+            assert await rig.quiet(1.5) == []
+            assert _cp_threads(), "a line fault must not end libosdp's thread"
+            assert rig.panel._channel.line_errors > 0
+        finally:
+            await rig.stop()
+
+    run(scenario())
