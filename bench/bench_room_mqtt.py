@@ -10,6 +10,8 @@ real LMDB store, system clock); publishers and the alarm watcher run in this one
    ``--sensors`` contact sensors); the room must receive every one.
 3. Burst after a restart: the room's client is down (clean stop, the broker keeps its persistent
    session) while ``--burst`` messages are queued; after the restart every one must arrive.
+4. Retained: ``--burst`` retained messages (one per topic) wait on the broker; a room client with
+   a fresh session subscribes and must receive every one.
 
     .venv/bin/python bench/bench_room_mqtt.py --samples 1000 --rate 2000 --seconds 10 --burst 20000
 """
@@ -42,18 +44,18 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-def _room_config(port: int, sensors: int) -> object:
+def _room_config(port: int, sensors: int, client_id: str = CLIENT_ID) -> object:
     from firmware_app.room.settings import DoorConfig, MqttConfig, RoomConfig, SensorConfig
 
     doors = {"server-room": DoorConfig("server-room", held_open_s=3600.0, prealarm_s=0.0)}
     sensor_cfgs = {"door": SensorConfig("door", DOOR_SENSOR, door="server-room", checkin_interval_s=86400.0)}
     for i in range(sensors):
         sensor_cfgs[f"s{i}"] = SensorConfig(f"s{i}", f"bench/sensor{i}", checkin_interval_s=86400.0)
-    mqtt = MqttConfig(port=port, client_id=CLIENT_ID, backoff_initial_s=0.05, backoff_max_s=0.5)
+    mqtt = MqttConfig(port=port, client_id=client_id, backoff_initial_s=0.05, backoff_max_s=0.5)
     return RoomConfig(doors, {}, sensor_cfgs, mqtt, None, tick_interval_s=0.5)
 
 
-def _serve(port: int, sensors: int, store_dir: str, shared: object, stop: object) -> None:
+def _serve(port: int, sensors: int, store_dir: str, shared: object, stop: object, client_id: str) -> None:
     """The room service in a child process; ``shared``: [received, malformed, connected]."""
     import logging
 
@@ -65,7 +67,7 @@ def _serve(port: int, sensors: int, store_dir: str, shared: object, stop: object
 
     async def run() -> None:
         store = Store(Path(store_dir))
-        service = RoomService(_room_config(port, sensors), store, SystemClock(), flush_interval_s=0.2)  # type: ignore[arg-type]
+        service = RoomService(_room_config(port, sensors, client_id), store, SystemClock(), flush_interval_s=0.2)  # type: ignore[arg-type]
         await service.start()
         try:
             while not stop.is_set():  # type: ignore[attr-defined]
@@ -83,11 +85,11 @@ def _serve(port: int, sensors: int, store_dir: str, shared: object, stop: object
 class Room:
     """The room service's child process."""
 
-    def __init__(self, port: int, sensors: int, store_dir: Path) -> None:
+    def __init__(self, port: int, sensors: int, store_dir: Path, client_id: str = CLIENT_ID) -> None:
         ctx = mp.get_context("spawn")
         self.shared = ctx.Array(ctypes.c_longlong, 3)
         self._stop = ctx.Event()
-        self._proc = ctx.Process(target=_serve, args=(port, sensors, str(store_dir), self.shared, self._stop), daemon=True)
+        self._proc = ctx.Process(target=_serve, args=(port, sensors, str(store_dir), self.shared, self._stop, client_id), daemon=True)
 
     async def start(self) -> None:
         self._proc.start()
@@ -192,6 +194,27 @@ async def _burst(broker: Mosquitto, room_factory, count: int, sensors: int) -> t
     return received, drained_s
 
 
+async def _retained(broker: Mosquitto, room_factory, count: int) -> tuple[int, float]:
+    """``count`` retained messages, one per topic, then a room client with a fresh session."""
+    quiet = logging.getLogger("bench.publisher")
+    quiet.setLevel(logging.ERROR)
+    async with aiomqtt.Client(broker.host, broker.port, identifier="bench-retainer", max_inflight_messages=1000, logger=quiet) as pub:
+        for start in range(0, count, 500):
+            await asyncio.gather(*(pub.publish(f"zigbee2mqtt/retained/device{i}/availability", b'{"state":"online"}', qos=1, retain=True)
+                                   for i in range(start, min(count, start + 500))))
+    room = room_factory()
+    t0 = time.perf_counter()
+    await room.start()
+    for _ in range(6000):
+        if room.received >= count:
+            break
+        await asyncio.sleep(0.01)
+    drained_s = time.perf_counter() - t0
+    received = room.received
+    await room.stop()
+    return received, drained_s
+
+
 async def main_async(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-room-") as tmp:
         base = Path(tmp)
@@ -214,6 +237,9 @@ async def main_async(args: argparse.Namespace) -> None:
             received, drained_s = await _burst(broker, lambda: Room(broker.port, args.sensors, base / "store"), args.burst, args.sensors)
             print(f"3. burst: {args.burst:,} messages queued while the room was down, {received:,} received after the restart "
                   f"({args.burst - received:,} lost) in {drained_s:.1f} s ({received / drained_s:,.0f}/s)")
+            received, drained_s = await _retained(broker, lambda: Room(broker.port, args.sensors, base / "store", "cs-room-bench-fresh"), args.burst)
+            print(f"4. retained: {args.burst:,} retained messages, {received:,} received by a fresh session "
+                  f"({args.burst - received:,} lost) in {drained_s:.1f} s")
         finally:
             broker.stop()
         dropped = [line for line in broker.log_path.read_text().splitlines() if "dropped" in line.lower()]
