@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
-    "DEVICE_KINDS",
     "AccessDenied",
     "AccessGranted",
     "CameraTamper",
@@ -39,7 +38,6 @@ __all__ = [
 #: What an online/offline/left/tamper event can be about.  ``bridge`` is Zigbee2MQTT itself,
 #: ``nvr`` is Frigate itself.
 DeviceKind = Literal["reader", "door", "sensor", "camera", "bridge", "nvr"]
-DEVICE_KINDS: tuple[str, ...] = ("reader", "door", "sensor", "camera", "bridge", "nvr")
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,11 +70,6 @@ class RoomRecord:
             alarms = [self._alarm(value) for _, value in r.items(layout.ROOM_ALARMS)]
         return [a for a in alarms if not a.closed]
 
-    def alarm_blocking(self, alarm_id: str) -> Alarm | None:
-        with self._store.read() as r:
-            value = r.get(layout.ROOM_ALARMS, alarm_id.encode("ascii", "replace"))
-        return None if value is None else self._alarm(value)
-
     def rows_blocking(self, start: dt.datetime, end: dt.datetime) -> list[RecordRow]:
         """Record rows of ``[start, end)`` in time order."""
         with self._store.read() as r:

@@ -13,8 +13,6 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Protocol
-
 from firmware_app.clock import Clock
 from firmware_app.journal import event
 from firmware_app.room import events as ev
@@ -44,12 +42,6 @@ SWEEP_INTERVAL_S = 3600.0
 SWEEP_BATCH = 10_000
 #: A broker connection down for less than this is a reconnect, not news for STATUS=.
 BROKER_GRACE_S = 30.0
-
-
-class _Actuator(Protocol):
-    """An adapter that can open a door's strike (the OSDP control panel)."""
-
-    def unlock(self, door: str) -> None: ...
 
 
 class RoomService:
@@ -203,7 +195,7 @@ class RoomService:
                 self._row(RecordRow.for_alarm(action, now))
                 self._journal(action)
             elif isinstance(action, Unlock):
-                for adapter in self._adapters:
+                for adapter in self._adapters:  # an adapter that drives strikes has unlock(door)
                     unlock = getattr(adapter, "unlock", None)
                     if unlock is not None:
                         unlock(action.door)

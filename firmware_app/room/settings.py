@@ -109,13 +109,6 @@ class RoomConfig:
     tick_interval_s: float = 1.0
     osdp: OsdpConfig | None = None
 
-    def reader_door(self, reader: str) -> tuple[str, str] | None:
-        """(door, direction) of a reader."""
-        for door in self.doors.values():
-            if reader in door.readers:
-                return door.name, door.readers[reader]
-        return None
-
 
 class _Keys:
     """A plain dict read key by key; every error names ``room.<section>.<key>``."""

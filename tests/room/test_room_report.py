@@ -137,7 +137,7 @@ def test_a_scripted_day_reports_one_to_one(room_config: RoomConfig, store: objec
 def test_records_past_the_retention_period_are_swept(room_config: RoomConfig, store: object, day_clock: ManualClock) -> None:
     config = quiet(room_config, record_keep_days=30)
 
-    async def scenario() -> tuple[int, bytes, int]:
+    async def scenario() -> tuple[int, bytes, set[str]]:
         service = RoomService(config, store, day_clock, flush_interval_s=0.02)  # type: ignore[arg-type]
         await service.start()
         try:
@@ -146,11 +146,12 @@ def test_records_past_the_retention_period_are_swept(room_config: RoomConfig, st
             day_clock.advance(31 * 86400)
             deleted = await service.sweep()
             report = await service.report(dt.datetime(2026, 11, 1, tzinfo=JST), dt.datetime(2026, 12, 1, tzinfo=JST), "csv")
-            return deleted, report, len(service.open_alarms())
+            return deleted, report, {str(a["kind"]) for a in service.open_alarms()}
         finally:
             await service.stop()
 
     deleted, report, still_open = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert deleted >= len(EXPECTED)
     assert report.decode().count("\n") == 1  # the header alone
-    assert still_open == 2  # unacknowledged alarms are kept whatever their age
+    # Unacknowledged alarms are kept whatever their age (the month's silence may add sensor_silent).
+    assert {"badge_unknown", "camera_offline"} <= still_open and "door_forced" not in still_open
