@@ -44,18 +44,18 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-def _room_config(port: int, sensors: int, client_id: str = CLIENT_ID) -> object:
+def _room_config(port: int, sensors: int, client_id: str, password_file: str) -> object:
     from firmware_app.room.settings import DoorConfig, MqttConfig, RoomConfig, SensorConfig
 
     doors = {"server-room": DoorConfig("server-room", held_open_s=3600.0, prealarm_s=0.0)}
     sensor_cfgs = {"door": SensorConfig("door", DOOR_SENSOR, door="server-room", checkin_interval_s=86400.0)}
     for i in range(sensors):
         sensor_cfgs[f"s{i}"] = SensorConfig(f"s{i}", f"bench/sensor{i}", checkin_interval_s=86400.0)
-    mqtt = MqttConfig(port=port, client_id=client_id, backoff_initial_s=0.05, backoff_max_s=0.5)
+    mqtt = MqttConfig(port=port, client_id=client_id, password_file=Path(password_file), backoff_initial_s=0.05, backoff_max_s=0.5)
     return RoomConfig(doors, {}, sensor_cfgs, mqtt, None, tick_interval_s=0.5)
 
 
-def _serve(port: int, sensors: int, store_dir: str, shared: object, stop: object, client_id: str) -> None:
+def _serve(port: int, sensors: int, store_dir: str, shared: object, stop: object, client_id: str, password_file: str) -> None:
     """The room service in a child process; ``shared``: [received, malformed, connected]."""
     import logging
 
@@ -67,7 +67,7 @@ def _serve(port: int, sensors: int, store_dir: str, shared: object, stop: object
 
     async def run() -> None:
         store = Store(Path(store_dir))
-        service = RoomService(_room_config(port, sensors, client_id), store, SystemClock(), flush_interval_s=0.2)  # type: ignore[arg-type]
+        service = RoomService(_room_config(port, sensors, client_id, password_file), store, SystemClock(), flush_interval_s=0.2)  # type: ignore[arg-type]
         await service.start()
         try:
             while not stop.is_set():  # type: ignore[attr-defined]
@@ -85,11 +85,12 @@ def _serve(port: int, sensors: int, store_dir: str, shared: object, stop: object
 class Room:
     """The room service's child process."""
 
-    def __init__(self, port: int, sensors: int, store_dir: Path, client_id: str = CLIENT_ID) -> None:
+    def __init__(self, broker: Mosquitto, sensors: int, store_dir: Path, client_id: str = CLIENT_ID) -> None:
         ctx = mp.get_context("spawn")
         self.shared = ctx.Array(ctypes.c_longlong, 3)
         self._stop = ctx.Event()
-        self._proc = ctx.Process(target=_serve, args=(port, sensors, str(store_dir), self.shared, self._stop, client_id), daemon=True)
+        args = (broker.port, sensors, str(store_dir), self.shared, self._stop, client_id, str(broker.password_file("cs-room")))
+        self._proc = ctx.Process(target=_serve, args=args, daemon=True)
 
     async def start(self) -> None:
         self._proc.start()
@@ -110,15 +111,13 @@ class Room:
 
 async def _baseline(broker: Mosquitto, samples: int) -> list[float]:
     out: list[float] = []
-    async with aiomqtt.Client(broker.host, broker.port, identifier="bench-echo-sub") as sub, aiomqtt.Client(
-        broker.host, broker.port, identifier="bench-echo-pub"
-    ) as pub:
-        await sub.subscribe("bench/echo", qos=1)
-        messages = aiomqtt.Client.messages.fget(sub)  # type: ignore[attr-defined]
+    login = broker.client_args("zigbee2mqtt")
+    async with aiomqtt.Client(**login, identifier="bench-echo-sub") as sub, aiomqtt.Client(**login, identifier="bench-echo-pub") as pub:
+        await sub.subscribe("zigbee2mqtt/bench-echo", qos=1)
         for i in range(samples):
             t0 = time.perf_counter()
-            await pub.publish("bench/echo", str(i).encode(), qos=1)
-            async for message in messages:
+            await pub.publish("zigbee2mqtt/bench-echo", str(i).encode(), qos=1)
+            async for message in sub.messages:
                 if message.payload == str(i).encode():
                     break
             out.append(time.perf_counter() - t0)
@@ -127,8 +126,9 @@ async def _baseline(broker: Mosquitto, samples: int) -> list[float]:
 
 async def _latency(broker: Mosquitto, samples: int) -> list[float]:
     out: list[float] = []
-    async with AlarmWatcher(broker.host, broker.port, identifier="bench-alarms") as watcher, aiomqtt.Client(
-        broker.host, broker.port, identifier="bench-door"
+    watch = broker.client_args("cs-room-watch")
+    async with AlarmWatcher(broker.host, broker.port, username=watch["username"], password=watch["password"], identifier="bench-alarms") as watcher, aiomqtt.Client(
+        **broker.client_args("zigbee2mqtt"), identifier="bench-door"
     ) as pub:
         topic = f"zigbee2mqtt/{DOOR_SENSOR}"
         closed = json.dumps({"battery": 97, "contact": True, "linkquality": 140}).encode()
@@ -156,7 +156,7 @@ async def _sustained(broker: Mosquitto, room: Room, rate: float, seconds: float,
     start_received = room.received
     quiet = logging.getLogger("bench.publisher")
     quiet.setLevel(logging.ERROR)  # aiomqtt warns about many publishes in flight: that is the point here
-    async with aiomqtt.Client(broker.host, broker.port, identifier="bench-sensors", max_inflight_messages=1000, logger=quiet) as pub:
+    async with aiomqtt.Client(**broker.client_args("zigbee2mqtt"), identifier="bench-sensors", max_inflight_messages=1000, logger=quiet) as pub:
         tick_s, per_tick = 0.01, max(1, int(rate * 0.01))
         t0 = time.perf_counter()
         sent = 0
@@ -198,7 +198,7 @@ async def _retained(broker: Mosquitto, room_factory, count: int) -> tuple[int, f
     """``count`` retained messages, one per topic, then a room client with a fresh session."""
     quiet = logging.getLogger("bench.publisher")
     quiet.setLevel(logging.ERROR)
-    async with aiomqtt.Client(broker.host, broker.port, identifier="bench-retainer", max_inflight_messages=1000, logger=quiet) as pub:
+    async with aiomqtt.Client(**broker.client_args("zigbee2mqtt"), identifier="bench-retainer", max_inflight_messages=1000, logger=quiet) as pub:
         for start in range(0, count, 500):
             await asyncio.gather(*(pub.publish(f"zigbee2mqtt/retained/device{i}/availability", b'{"state":"online"}', qos=1, retain=True)
                                    for i in range(start, min(count, start + 500))))
@@ -224,7 +224,7 @@ async def main_async(args: argparse.Namespace) -> None:
             print(f"mosquitto with {broker.config_path.name} (shipped systemd/mosquitto/cs-room.conf), port {broker.port}")
             base_s = await _baseline(broker, args.samples)
             print(f"0. baseline publish→receive (QoS 1, {len(base_s)} samples): p50 {1000 * statistics.median(base_s):.2f} ms, p99 {1000 * _pct(base_s, 99):.2f} ms")
-            room = Room(broker.port, args.sensors, base / "store")
+            room = Room(broker, args.sensors, base / "store")
             await room.start()
             lat_s = await _latency(broker, args.samples)
             p50, p99 = statistics.median(lat_s), _pct(lat_s, 99)
@@ -234,10 +234,10 @@ async def main_async(args: argparse.Namespace) -> None:
             print(f"2. sustained: {total:,} sensor messages offered at {offered:,.0f}/s, received {received:,} ({total - received:,} lost), "
                   f"{achieved:,.0f}/s end to end")
             await room.stop()
-            received, drained_s = await _burst(broker, lambda: Room(broker.port, args.sensors, base / "store"), args.burst, args.sensors)
+            received, drained_s = await _burst(broker, lambda: Room(broker, args.sensors, base / "store"), args.burst, args.sensors)
             print(f"3. burst: {args.burst:,} messages queued while the room was down, {received:,} received after the restart "
                   f"({args.burst - received:,} lost) in {drained_s:.1f} s ({received / drained_s:,.0f}/s)")
-            received, drained_s = await _retained(broker, lambda: Room(broker.port, args.sensors, base / "store", "cs-room-bench-fresh"), args.burst)
+            received, drained_s = await _retained(broker, lambda: Room(broker, args.sensors, base / "store", "cs-room-bench-fresh"), args.burst)
             print(f"4. retained: {args.burst:,} retained messages, {received:,} received by a fresh session "
                   f"({args.burst - received:,} lost) in {drained_s:.1f} s")
         finally:

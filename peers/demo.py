@@ -113,6 +113,7 @@ tick_interval_s = 0.2
 [room.mqtt]
 port = {port}
 client_id = "cs-room-demo"
+password_file = "{password_file}"
 backoff_initial_s = 0.05
 backoff_max_s = 1
 
@@ -141,18 +142,23 @@ door = "server-room"
 
 async def _machine_room(broker: Mosquitto) -> bool:
     """Door and camera simulators on the demo's broker; csd's alarms printed as they arrive."""
-    async with AlarmWatcher(broker.host, broker.port, identifier="demo-alarms") as watcher, aiomqtt.Client(
-        broker.host, broker.port, identifier="demo-room-sims"
-    ) as client:
+    watch = broker.client_args("cs-room-watch")
+    async with (
+        AlarmWatcher(broker.host, broker.port, username=watch["username"], password=watch["password"], identifier="demo-alarms") as watcher,
+        aiomqtt.Client(**broker.client_args("zigbee2mqtt"), identifier="demo-zigbee") as client,
+        aiomqtt.Client(**broker.client_args("frigate"), identifier="demo-frigate") as frigate,
+        aiomqtt.Client(**broker.client_args("onvif"), identifier="demo-onvif") as onvif,
+        aiomqtt.Client(**watch, identifier="demo-status") as status,
+    ):
         watcher.on_alarm = lambda a: _say(f"   alarm {a['state']}: {a['kind']} at {a['source']} (alarm {a['alarm_id']})")
-        await client.subscribe("cs-room/status", qos=1)
+        await status.subscribe("cs-room/status", qos=1)
         async with asyncio.timeout(10):
-            async for message in client.messages:
+            async for message in status.messages:
                 if message.payload == b"online":
                     break
         contact = ContactSensorSim(client, "building1/server_room/door")
         lock = LockSim(client, "building1/server_room/lock")
-        camera = CameraSim(client, "server_room", "mr_cam")
+        camera = CameraSim(frigate, "server_room", "mr_cam", onvif_client=onvif)
         await contact.availability(True)
         await contact.set_closed(True)
         await camera.status(True)
@@ -201,7 +207,7 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 async def _demo_with(args: argparse.Namespace, base: Path, broker: Mosquitto, t0: float) -> int:
-    async with open_stand(base, population=args.residents, seed=args.seed, extra_config=_ROOM_CONFIG.format(port=broker.port)) as stand:
+    async with open_stand(base, population=args.residents, seed=args.seed, extra_config=_ROOM_CONFIG.format(port=broker.port, password_file=broker.password_file("cs-room"))) as stand:
         _say(f"csd is ready (pid {stand.cs.pid}, log {stand.cs.log_path}) after {time.monotonic() - t0:.1f} s")
         _say(f"1. the register streams changes at {args.rate:,.0f}/s; every one is committed durably, then acknowledged")
         await _stream(stand, rate=args.rate, seconds=args.seconds, label="day")

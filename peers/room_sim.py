@@ -61,10 +61,20 @@ class LockSim:
 
 
 class CameraSim:
-    """A Frigate camera (and its ONVIF analytics through an onvif2mqtt bridge)."""
+    """A Frigate camera (and its ONVIF analytics through an onvif2mqtt bridge, which logs in as
+    another account: ``onvif_client``)."""
 
-    def __init__(self, client: aiomqtt.Client, frigate_name: str, onvif_name: str | None = None, *, prefix: str = "frigate") -> None:
+    def __init__(
+        self,
+        client: aiomqtt.Client,
+        frigate_name: str,
+        onvif_name: str | None = None,
+        *,
+        onvif_client: aiomqtt.Client | None = None,
+        prefix: str = "frigate",
+    ) -> None:
         self._client = client
+        self._onvif_client = onvif_client or client
         self.name = frigate_name
         self.onvif_name = onvif_name
         self.prefix = prefix
@@ -89,15 +99,18 @@ class CameraSim:
         if self.onvif_name is None:
             raise ValueError("this camera has no ONVIF bridge name")
         payload = {"topic": "tns1:RuleEngine/TamperDetector/Tamper", "value": "true" if active else "false"}
-        await self._client.publish(f"onvif2mqtt/{self.onvif_name}/event", json.dumps(payload), qos=1)
+        await self._onvif_client.publish(f"onvif2mqtt/{self.onvif_name}/event", json.dumps(payload), qos=1)
 
 
 class AlarmWatcher:
     """Receives the daemon's alarm messages (``<prefix>/alarm/<source>/<kind>``) on its own client;
     ``wait_for`` returns the first matching alarm after a point in time (benchmarks, demo)."""
 
-    def __init__(self, host: str, port: int, *, prefix: str = "cs-room", identifier: str = "alarm-watcher") -> None:
+    def __init__(
+        self, host: str, port: int, *, username: str | None = None, password: str | None = None, prefix: str = "cs-room", identifier: str = "alarm-watcher"
+    ) -> None:
         self._args = (host, port)
+        self._login = {"username": username, "password": password}
         self._identifier = identifier
         self._prefix = prefix
         self.seen: list[tuple[float, dict[str, object]]] = []
@@ -117,7 +130,7 @@ class AlarmWatcher:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
-        async with aiomqtt.Client(*self._args, identifier=self._identifier, clean_session=True, max_queued_incoming_messages=0) as client:
+        async with aiomqtt.Client(*self._args, **self._login, identifier=self._identifier, clean_session=True, max_queued_incoming_messages=0) as client:
             await client.subscribe(f"{self._prefix}/alarm/#", qos=1)
             self._ready.set()
             async for message in client.messages:

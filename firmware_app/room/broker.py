@@ -17,19 +17,40 @@ import random
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiomqtt
 
 from firmware_app.journal import event
 from firmware_app.room.alarms import Alarm
-from firmware_app.room.errors import MalformedPayload
+from firmware_app.room.errors import MalformedPayload, RoomConfigError
 from firmware_app.room.feeds.router import TopicRouter
 from firmware_app.room.inbox import EventSink
 from firmware_app.room.settings import MqttConfig
 
-__all__ = ["FeedCounters", "MqttFeed", "alarm_topic", "status_topic"]
+__all__ = ["MAX_PASSWORD_BYTES", "FeedCounters", "MqttFeed", "alarm_topic", "read_password_blocking", "status_topic"]
 
 log = logging.getLogger(__name__)
+
+
+MAX_PASSWORD_BYTES = 1024
+
+
+def read_password_blocking(path: Path) -> str:
+    """The broker password from its credential file (first line); never echoed in errors."""
+    try:
+        raw = path.read_bytes()[: MAX_PASSWORD_BYTES + 1]
+    except OSError:
+        raise RoomConfigError(f"cannot read the broker password file {path}") from None
+    if len(raw) > MAX_PASSWORD_BYTES:
+        raise RoomConfigError("the broker password file is too large")
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise RoomConfigError("the broker password file is not UTF-8") from None
+    if not lines or not lines[0]:
+        raise RoomConfigError("the broker password file is empty")
+    return lines[0]
 
 
 def status_topic(prefix: str) -> str:
@@ -54,8 +75,11 @@ class FeedCounters:
 class MqttFeed:
     """One broker connection, kept up until :meth:`stop`."""
 
-    def __init__(self, config: MqttConfig, router: TopicRouter, sink: EventSink, *, monotonic_s: Callable[[], float]) -> None:
+    def __init__(
+        self, config: MqttConfig, router: TopicRouter, sink: EventSink, *, monotonic_s: Callable[[], float], password: str | None = None
+    ) -> None:
         self._c = config
+        self._password = password
         self._router = router
         self._sink = sink
         self._now_s = monotonic_s
@@ -101,6 +125,8 @@ class MqttFeed:
             self._c.host,
             self._c.port,
             identifier=self._c.client_id,
+            username=self._c.username,
+            password=self._password,
             clean_session=False,
             protocol=aiomqtt.ProtocolVersion.V311,
             will=will,

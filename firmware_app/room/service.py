@@ -20,7 +20,7 @@ from firmware_app.room.actions import Action, RecordRow, Unlock
 from firmware_app.room.alarms import Alarm, AlarmChange
 from firmware_app.room.audit import AuditFeed, AuditSink, entry_of_event, entry_of_row
 from firmware_app.room.badges import load_badges
-from firmware_app.room.broker import MqttFeed
+from firmware_app.room.broker import MqttFeed, read_password_blocking
 from firmware_app.room.errors import RoomError
 from firmware_app.room.feeds.router import TopicRouter
 from firmware_app.room.inbox import EventInbox, RoomAdapter
@@ -81,7 +81,10 @@ class RoomService:
         self.model = RoomModel(self.config, badges, self._clock.now(), open_alarms)
         self.inbox = EventInbox()
         if self.config.mqtt is not None:
-            self.mqtt = MqttFeed(self.config.mqtt, TopicRouter(self.config, self.config.mqtt), self, monotonic_s=self._clock.monotonic_s)
+            secret = self.config.mqtt.password_file
+            password = None if secret is None else await asyncio.to_thread(read_password_blocking, secret)
+            router = TopicRouter(self.config, self.config.mqtt)
+            self.mqtt = MqttFeed(self.config.mqtt, router, self, monotonic_s=self._clock.monotonic_s, password=password)
             self._adapters.insert(0, self.mqtt)
             for alarm in open_alarms:
                 self.mqtt.publish_alarm(alarm)

@@ -80,6 +80,8 @@ class MqttConfig:
     host: str = "127.0.0.1"
     port: int = 1883
     client_id: str = "cs-room"
+    username: str = "cs-room"
+    password_file: Path | None = None  # a systemd credential; None: log in without a password
     zigbee_prefix: str = "zigbee2mqtt"
     frigate_prefix: str = "frigate"
     onvif_prefixes: tuple[str, ...] = ("onvif2mqtt", "cam2mqtt")
@@ -219,8 +221,8 @@ def load_room_config(data: Any, base: Path) -> RoomConfig:
         if door.camera is not None and door.camera not in cameras:
             raise RoomConfigError(f"room.doors: door {door.name!r} names an unknown camera")
     badges = top.text("badges", "", max_chars=4096)
-    badges_path = None if not badges else (Path(badges) if Path(badges).is_absolute() else base / badges)
-    mqtt = _mqtt(top) if "mqtt" in top.data else None
+    badges_path = _path(badges, base)
+    mqtt = _mqtt(top, base) if "mqtt" in top.data else None
     top.get("mqtt", dict, {})
     schedule = _schedule(_Keys(top.get("schedule", dict, {}), "room.schedule"))
     osdp = load_osdp_config(top.data["osdp"], base) if "osdp" in top.data else None
@@ -248,12 +250,18 @@ def load_room_config(data: Any, base: Path) -> RoomConfig:
     return config
 
 
+def _path(text: str, base: Path) -> Path | None:
+    if not text:
+        return None
+    return Path(text) if Path(text).is_absolute() else base / text
+
+
 def _unique(seen: dict[str, Any], name: str, section: str) -> None:
     if name in seen:
         raise RoomConfigError(f"{section}.name {name!r} is used twice")
 
 
-def _mqtt(top: _Keys) -> MqttConfig:
+def _mqtt(top: _Keys, base: Path) -> MqttConfig:
     t = _Keys(top.data["mqtt"], "room.mqtt")
     prefixes = t.get("onvif_prefixes", list, ["onvif2mqtt", "cam2mqtt"])
     if not all(isinstance(p, str) and p and "#" not in p and "+" not in p for p in prefixes):
@@ -262,6 +270,8 @@ def _mqtt(top: _Keys) -> MqttConfig:
         host=t.text("host", "127.0.0.1"),
         port=t.integer("port", 1883, 1, 65535),
         client_id=t.name("client_id", "cs-room"),
+        username=t.name("username", "cs-room"),
+        password_file=_path(t.text("password_file", "", max_chars=4096), base),
         zigbee_prefix=t.name("zigbee_prefix", "zigbee2mqtt"),
         frigate_prefix=t.name("frigate_prefix", "frigate"),
         onvif_prefixes=tuple(prefixes),

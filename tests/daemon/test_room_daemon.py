@@ -19,6 +19,7 @@ offline_hold_s = 0
 [room.mqtt]
 port = {port}
 client_id = "csd-room-test"
+password_file = "{password_file}"
 backoff_initial_s = 0.05
 backoff_max_s = 0.5
 
@@ -42,7 +43,7 @@ def test_csd_runs_the_machine_room(tmp_path: Path, pki: Pki, hsm_config: HsmConf
     broker.start()
 
     async def scenario() -> None:
-        async with running_cs(tmp_path, pki, hsm_config, token, extra=ROOM.format(port=broker.port), start_register=False) as rig:
+        async with running_cs(tmp_path, pki, hsm_config, token, extra=ROOM.format(port=broker.port, password_file=broker.password_file("cs-room")), start_register=False) as rig:
             room = rig.daemon.room
             assert room is not None and room.mqtt is not None
             async with asyncio.timeout(20):

@@ -39,7 +39,14 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 
 @pytest.fixture
 def mqtt_room(room_config: RoomConfig, broker: Mosquitto) -> RoomConfig:
-    mqtt = MqttConfig(host=broker.host, port=broker.port, client_id="cs-room-test", backoff_initial_s=0.05, backoff_max_s=0.5)
+    mqtt = MqttConfig(
+        host=broker.host,
+        port=broker.port,
+        client_id="cs-room-test",
+        password_file=broker.password_file("cs-room"),
+        backoff_initial_s=0.05,
+        backoff_max_s=0.5,
+    )
     return dataclasses.replace(room_config, mqtt=mqtt, tick_interval_s=0.05)
 
 
@@ -80,7 +87,7 @@ def active(service: RoomService) -> set[tuple[str, str]]:
 def test_contact_opened_without_grant_raises_forced_on_mqtt(mqtt_room: RoomConfig, store: object, clock: ManualClock, broker: Mosquitto) -> None:
     async def scenario() -> None:
         async with running(mqtt_room, store, clock) as (service, audit):
-            async with aiomqtt.Client(broker.host, broker.port, identifier="test-watcher") as watcher:
+            async with aiomqtt.Client(**broker.client_args("cs-room-watch"), identifier="test-watcher") as watcher:
                 await watcher.subscribe("cs-room/#", qos=1)
                 await pub(broker, CONTACT, b'{"battery": 100, "battery_low": false, "contact": true, "linkquality": 153, "tamper": false, "voltage": 3000}')
                 await pub(broker, CONTACT, b'{"battery": 100, "battery_low": false, "contact": false, "linkquality": 153, "tamper": false, "voltage": 3000}')
@@ -211,7 +218,7 @@ def test_a_broker_restart_is_reconnected_with_backoff(mqtt_room: RoomConfig, sto
             await until(lambda: service.mqtt is not None and service.mqtt.connected)
             await pub(broker, CONTACT, b'{"contact": true}')
             await until(lambda: service.status()["doors"][0]["state"] == "closed")
-        async with aiomqtt.Client(broker.host, broker.port, identifier="test-status") as watcher:
+        async with aiomqtt.Client(**broker.client_args("cs-room-watch"), identifier="test-status") as watcher:
             await watcher.subscribe("cs-room/status", qos=1)
             async with asyncio.timeout(WAIT_S):
                 async for message in watcher.messages:
@@ -247,5 +254,49 @@ def test_unlisted_real_payloads_change_nothing(mqtt_room: RoomConfig, store: obj
             assert service.open_alarms() == []
             assert service.mqtt is not None and service.mqtt.counters.malformed == 0
             assert service.status()["cameras"] == before["cameras"]
+
+    run(scenario())
+
+
+def test_the_shipped_acl_keeps_each_account_to_its_prefix(mqtt_room: RoomConfig, store: object, clock: ManualClock, broker: Mosquitto) -> None:
+    async def scenario() -> None:
+        with pytest.raises(aiomqtt.MqttError):
+            async with aiomqtt.Client(broker.host, broker.port, identifier="anonymous"):
+                pass
+        with pytest.raises(aiomqtt.MqttError):
+            async with aiomqtt.Client(broker.host, broker.port, username="zigbee2mqtt", password="wrong", identifier="guesser"):
+                pass
+        async with running(mqtt_room, store, clock) as (service, _):
+            async with aiomqtt.Client(**broker.client_args("cs-room-watch"), identifier="acl-watcher") as watcher:
+                await watcher.subscribe("cs-room/alarm/#", qos=1)
+                forbidden = [("frigate/server_room/person", b"3"), ("cs-room/alarm/door:server-room/door_forced", b'{"state": "active"}')]
+                for topic, payload in forbidden:  # not the account's prefix: dropped (and the client cut off)
+                    with contextlib.suppress(aiomqtt.MqttError):
+                        async with aiomqtt.Client(**broker.client_args("zigbee2mqtt"), identifier="acl-zigbee") as zigbee:
+                            await zigbee.publish(topic, payload, qos=1)
+                await pub(broker, CONTACT, b'{"contact": true}')
+                await until(lambda: service.status()["doors"][0]["state"] == "closed")
+                assert service.open_alarms() == []
+                with pytest.raises(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        await anext(aiter(watcher.messages))
+
+    run(scenario())
+
+
+def test_a_wrong_broker_password_never_connects(mqtt_room: RoomConfig, store: object, clock: ManualClock, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-the-password\n")
+    assert mqtt_room.mqtt is not None
+    config = dataclasses.replace(mqtt_room, mqtt=dataclasses.replace(mqtt_room.mqtt, password_file=wrong))
+
+    async def scenario() -> None:
+        service = RoomService(config, store, clock)  # type: ignore[arg-type]
+        await service.start()
+        try:
+            await asyncio.sleep(0.5)
+            assert service.mqtt is not None and not service.mqtt.connected and service.status()["broker"] == "reconnecting"
+        finally:
+            await service.stop()
 
     run(scenario())

@@ -71,3 +71,23 @@ def test_schedule_is_jst_working_hours() -> None:
     assert not schedule.is_working_time(dt.datetime(2026, 11, 26, 18, 0, tzinfo=JST))
     assert not schedule.is_working_time(dt.datetime(2026, 11, 28, 10, 0, tzinfo=JST))  # a Saturday
     assert schedule.is_working_time(dt.datetime(2026, 11, 26, 0, 0, tzinfo=dt.UTC))  # 09:00 JST
+
+
+def test_mqtt_login_and_relative_password_file(tmp_path: Path) -> None:
+    config = load_room_config(table(mqtt={"username": "cs-room", "password_file": "secrets/mqtt"}), tmp_path)
+    assert config.mqtt is not None and config.mqtt.password_file == tmp_path / "secrets/mqtt"
+
+
+def test_broker_password_file_errors_never_echo_it(tmp_path: Path) -> None:
+    from firmware_app.room.broker import read_password_blocking
+
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret-value\nignored\n")
+    assert read_password_blocking(secret) == "s3cret-value"
+    for content in (b"", b"\xff\xfe", b"x" * 5000):
+        secret.write_bytes(content)
+        with pytest.raises(RoomConfigError) as info:
+            read_password_blocking(secret)
+        assert "s3cret" not in str(info.value) and "xxxx" not in str(info.value)
+    with pytest.raises(RoomConfigError):
+        read_password_blocking(tmp_path / "missing")
