@@ -40,6 +40,8 @@ _BATCH_EVENTS = 2000
 _FLUSH_ROWS = 2000
 SWEEP_INTERVAL_S = 3600.0
 SWEEP_BATCH = 10_000
+#: The longest the stop waits for the audit trail to take the last entries.
+AUDIT_FLUSH_TIMEOUT_S = 3.0
 #: A broker connection down for less than this is a reconnect, not news for STATUS=.
 BROKER_GRACE_S = 30.0
 
@@ -113,14 +115,18 @@ class RoomService:
             except Exception as exc:  # noqa: BLE001 - one adapter must not keep the others running
                 log.error("room adapter did not stop cleanly: %s", type(exc).__name__, extra=event("room.adapter_stop_failed"))
         if self.inbox is not None and self.model is not None:
-            self._handle_pending()
+            while self.inbox.pending():
+                self._handle_pending()
             await self._commit()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         if self._audit is not None:
-            await asyncio.wait_for(self._audit.flush(), 5.0)
+            try:
+                await asyncio.wait_for(self._audit.flush(), AUDIT_FLUSH_TIMEOUT_S)
+            except TimeoutError:
+                log.error("audit trail took too long at stop; %d room entries not handed over", self._audit.pending(), extra=event("room.audit_failed"))
         log.info("machine room stopped", extra=event("room.stopped"))
 
     # -- the loops ----------------------------------------------------------------------------
