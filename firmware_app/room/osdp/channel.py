@@ -101,11 +101,6 @@ class SerialChannel(osdp.Channel):
         with self._lock:
             return self._last_reply_s.get(address)
 
-    @property
-    def skipped_bytes(self) -> int:
-        """Bytes on the line that were not part of a valid frame."""
-        return self._watch.skipped_bytes
-
     def close(self) -> None:
         """Close the port (after libosdp's thread has stopped)."""
         try:

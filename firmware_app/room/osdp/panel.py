@@ -148,11 +148,6 @@ class OsdpPanel:
         """Each reader's link state by name (for the room's status)."""
         return [{"reader": t.reader.name, "state": t.link.value} for t in self._by_address.values()]
 
-    @property
-    def skipped_bytes(self) -> int:
-        """Bytes seen on the line that were not valid OSDP frames (noise or attack)."""
-        return self._channel.skipped_bytes if self._channel is not None else 0
-
     # libosdp's thread: hand over, nothing else.
 
     def _event_from_thread(self, index: int, ev: dict[str, object]) -> int:
