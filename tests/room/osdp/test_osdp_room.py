@@ -31,6 +31,10 @@ async def room_with_reader(room_config: RoomConfig, rig, store: object, clock: M
         rig.pty.close()
 
 
+def door_state(service: RoomService) -> str | None:
+    return next((d["state"] for d in service.status()["doors"] if d["door"] == "server-room"), None)
+
+
 def reader_state(service: RoomService) -> str | None:
     return next((r["state"] for r in service.status()["readers"] if r["reader"] == "mr-in"), None)
 
@@ -54,7 +58,7 @@ def test_forced_held_open_and_tamper(room_config, rig, store, clock, run):
         rig.sim.start()
         async with room_with_reader(room_config, rig, store, clock) as service:
             rig.sim.door(False)  # the first report tells the door's position
-            await until(lambda: service.status()["doors"][0]["state"] != "unknown")
+            await until(lambda: door_state(service) == "closed")
             rig.sim.door(True)  # no card, no exit button
             await until(lambda: alarm(service, "door_forced", "door:server-room") == "active")
             rig.sim.door(False)
@@ -63,7 +67,7 @@ def test_forced_held_open_and_tamper(room_config, rig, store, clock, run):
             rig.sim.present_h10301(37, 1001)  # a valid badge: granted, the strike is pulsed
             await until(lambda: rig.sim.strike_pulses == [(0, 50)])
             rig.sim.door(True)
-            await asyncio.sleep(0.5)  # let the opening be handled before time jumps
+            await until(lambda: door_state(service) == "open")  # handled as an entry before time jumps
             assert alarm(service, "door_forced", "door:server-room") == "restored"
             clock.advance(61)
             await until(lambda: alarm(service, "door_held", "door:server-room") == "active")
