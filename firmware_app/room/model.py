@@ -28,11 +28,23 @@ _OFFLINE_KIND = {"camera": "camera_offline", "sensor": "sensor_offline", "reader
 class RoomModel:
     """Doors, cameras, sensors and readers of one machine room, and its open alarms."""
 
-    def __init__(self, config: RoomConfig, badges: BadgeList, now: dt.datetime, open_alarms: list[Alarm] | None = None) -> None:
+    def __init__(
+        self,
+        config: RoomConfig,
+        badges: BadgeList,
+        now: dt.datetime,
+        open_alarms: list[Alarm] | None = None,
+        open_visits: list[RecordRow] | None = None,
+    ) -> None:
+        """``open_alarms`` and ``open_visits`` (entry rows not yet ended) come from the store, so
+        a restart keeps both the alarms and who is inside."""
         self.config = config
         self.badges = badges
         self.alarms = AlarmBook(open_alarms)
         self.doors = {name: Door(door, now) for name, door in config.doors.items()}
+        for row in open_visits or []:
+            if row.door in self.doors and row.visit_id is not None and row.holder is not None:
+                self.doors[row.door].visits.append(Visit(row.visit_id, row.holder, row.at, bool(row.corroborated)))
         self.presence: dict[str, Presence] = {}
         self.battery_pct: dict[str, int | None] = {}
         self.last_seen: dict[str, dt.datetime] = {name: now for name in config.sensors}

@@ -75,6 +75,18 @@ class RoomRecord:
         with self._store.read() as r:
             return [_row_from(value) for _, value in r.items(layout.ROOM_RECORD, _time_key(start), _time_key(end))]
 
+    def open_visits_blocking(self, since: dt.datetime, until: dt.datetime) -> list[RecordRow]:
+        """Entry rows of ``[since, until)`` whose visit has not ended: who is inside (at start)."""
+        open_entries: dict[str, RecordRow] = {}
+        for row in self.rows_blocking(since, until):
+            if row.visit_id is None:
+                continue
+            if row.kind == "entry":
+                open_entries[row.visit_id] = row
+            elif row.kind in ("exit", "visit_closed"):
+                open_entries.pop(row.visit_id, None)
+        return list(open_entries.values())
+
     def sweep_blocking(self, before: dt.datetime, limit: int) -> int:
         """Delete up to ``limit`` record rows and closed alarms older than ``before``; the count."""
         cutoff = f"{before.astimezone(dt.UTC):%Y%m%dT%H%M%S%f}".encode()

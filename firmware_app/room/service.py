@@ -40,6 +40,8 @@ _BATCH_EVENTS = 2000
 _FLUSH_ROWS = 2000
 SWEEP_INTERVAL_S = 3600.0
 SWEEP_BATCH = 10_000
+#: How far back the start looks for visits not yet ended (who is inside the room).
+OCCUPANCY_LOOKBACK_DAYS = 7
 #: The longest the stop waits for the audit trail to take the last entries.
 AUDIT_FLUSH_TIMEOUT_S = 3.0
 #: A broker connection down for less than this is a reconnect, not news for STATUS=.
@@ -80,7 +82,9 @@ class RoomService:
         """Load the badge list and open alarms, then start the adapters and the loops."""
         badges = await asyncio.to_thread(load_badges, self.config.badges_path, self.config.schedule)
         open_alarms = await asyncio.to_thread(self._record.open_alarms_blocking)
-        self.model = RoomModel(self.config, badges, self._clock.now(), open_alarms)
+        now = self._clock.now()
+        inside = await asyncio.to_thread(self._record.open_visits_blocking, now - dt.timedelta(days=OCCUPANCY_LOOKBACK_DAYS), now + dt.timedelta(seconds=1))
+        self.model = RoomModel(self.config, badges, now, open_alarms, inside)
         self.inbox = EventInbox()
         if self.config.mqtt is not None:
             secret = self.config.mqtt.password_file
@@ -103,8 +107,8 @@ class RoomService:
             self._tasks.append(asyncio.create_task(self._audit.run(), name="room-audit"))
         for adapter in self._adapters:
             await adapter.start()
-        log.info("machine room started: %d doors, %d cameras, %d sensors, %d badges, %d open alarms",
-                 len(self.config.doors), len(self.config.cameras), len(self.config.sensors), len(badges), len(open_alarms),
+        log.info("machine room started: %d doors, %d cameras, %d sensors, %d badges, %d open alarms, %d people inside",
+                 len(self.config.doors), len(self.config.cameras), len(self.config.sensors), len(badges), len(open_alarms), len(inside),
                  extra=event("room.started"))
 
     async def stop(self) -> None:

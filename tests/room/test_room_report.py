@@ -155,3 +155,29 @@ def test_records_past_the_retention_period_are_swept(room_config: RoomConfig, st
     assert report.decode().count("\n") == 1  # the header alone
     # Unacknowledged alarms are kept whatever their age (the month's silence may add sensor_silent).
     assert {"badge_unknown", "camera_offline"} <= still_open and "door_forced" not in still_open
+
+
+def test_a_restart_remembers_who_is_inside(room_config: RoomConfig, store: object, clock: ManualClock) -> None:
+    config = quiet(room_config)
+    day_clock = clock  # 09:00, within working hours
+
+    async def scenario() -> tuple[int, list[str]]:
+        first = RoomService(config, store, day_clock, flush_interval_s=0.02)  # type: ignore[arg-type]
+        await first.start()
+        for e in (ev.DoorContact(DOOR, False), ev.CardPresented(DOOR, "mr-in", "37-1001", "h10301"), ev.DoorContact(DOOR, True), ev.DoorContact(DOOR, False)):
+            first.submit(e)
+            await settle(first)
+        await first.stop()
+        day_clock.advance(600)
+        again = RoomService(config, store, day_clock, flush_interval_s=0.02)  # type: ignore[arg-type]
+        await again.start()
+        try:
+            again.submit(ev.PersonsSeen("mr-cam", 1))  # the person badged in before the restart
+            await settle(again)
+            assert again.model is not None
+            return again.model.doors[DOOR].occupancy(), [str(a["kind"]) for a in again.open_alarms()]
+        finally:
+            await again.stop()
+
+    inside, alarms = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert inside == 1 and "intrusion" not in alarms
