@@ -57,10 +57,10 @@ class Mosquitto:
         acl = workdir / "cs-room.acl"
         shutil.copyfile(SHIPPED_ACL, acl)
         text = SHIPPED_CONFIG.read_text()
-        text = re.sub(r"^listener .*$", f"listener {self.port} 127.0.0.1", text, flags=re.M)
-        text = re.sub(r"^persistence_location .*$", f"persistence_location {workdir}/", text, flags=re.M)
-        text = re.sub(r"^password_file .*$", f"password_file {passwd}", text, flags=re.M)
-        text = re.sub(r"^acl_file .*$", f"acl_file {acl}", text, flags=re.M)
+        text = re.sub(r"^listener .*$", f"listener {self.port} 127.0.0.1", text, flags=re.MULTILINE)
+        text = re.sub(r"^persistence_location .*$", f"persistence_location {workdir}/", text, flags=re.MULTILINE)
+        text = re.sub(r"^password_file .*$", f"password_file {passwd}", text, flags=re.MULTILINE)
+        text = re.sub(r"^acl_file .*$", f"acl_file {acl}", text, flags=re.MULTILINE)
         if os.geteuid() == 0:
             text += "\n# started by root (CI, a developer's container): keep root, the persistence directory is ours\nuser root\n"
         self.config_path = workdir / "mosquitto.conf"

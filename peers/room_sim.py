@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable
+from typing import Self
 
 import aiomqtt
 
@@ -119,7 +120,7 @@ class AlarmWatcher:
         self._ready = asyncio.Event()
         self.on_alarm: Callable[[dict[str, object]], None] | None = None
 
-    async def __aenter__(self) -> AlarmWatcher:
+    async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run())
         await asyncio.wait_for(self._ready.wait(), 10)
         return self

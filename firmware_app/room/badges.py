@@ -16,7 +16,7 @@ from pathlib import Path
 from firmware_app.room.errors import RoomConfigError
 from firmware_app.room.settings import Schedule
 
-__all__ = ["Badge", "BadgeList", "Decision", "MAX_BADGE_FILE_BYTES", "load_badges"]
+__all__ = ["MAX_BADGE_FILE_BYTES", "Badge", "BadgeList", "Decision", "load_badges"]
 
 MAX_BADGE_FILE_BYTES = 4 << 20
 _BADGE = re.compile(r"[0-9A-Za-z-]{1,40}")

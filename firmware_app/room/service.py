@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
+
 from firmware_app.clock import Clock
 from firmware_app.journal import event
 from firmware_app.room import events as ev

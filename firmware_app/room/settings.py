@@ -164,7 +164,7 @@ class _Keys:
     def done(self) -> None:
         unknown = set(self.data) - self._used
         if unknown:
-            raise RoomConfigError(f"unknown key {sorted(unknown)[0]!r} in {self.section}")
+            raise RoomConfigError(f"unknown key {min(unknown)!r} in {self.section}")
 
 
 _REQUIRED = object()

@@ -109,7 +109,7 @@ def test_contact_opened_without_grant_raises_forced_on_mqtt(mqtt_room: RoomConfi
 
 def test_binary_and_malformed_payloads_change_nothing(mqtt_room: RoomConfig, store: object, clock: ManualClock, broker: Mosquitto) -> None:
     async def scenario() -> None:
-        async with running(mqtt_room, store, clock) as (service, audit):
+        async with running(mqtt_room, store, clock) as (service, _):
             assert service.mqtt is not None
             bad = [
                 (CONTACT, b"\xff\xd8\xff\xe0\x00\x10JFIF"),
@@ -135,7 +135,7 @@ def test_binary_and_malformed_payloads_change_nothing(mqtt_room: RoomConfig, sto
 
 def test_real_payloads_drive_the_expected_alarms(mqtt_room: RoomConfig, store: object, clock: ManualClock, broker: Mosquitto) -> None:
     async def scenario() -> None:
-        async with running(mqtt_room, store, clock) as (service, audit):
+        async with running(mqtt_room, store, clock) as (service, _):
             await pub(broker, "frigate/server_room/status/detect", b"online")
             await pub(broker, "frigate/server_room/status/detect", b"offline")
             await pub(broker, "frigate/server_room/person", b"1")
@@ -266,20 +266,19 @@ def test_the_shipped_acl_keeps_each_account_to_its_prefix(mqtt_room: RoomConfig,
         with pytest.raises(aiomqtt.MqttError):
             async with aiomqtt.Client(broker.host, broker.port, username="zigbee2mqtt", password="wrong", identifier="guesser"):
                 pass
-        async with running(mqtt_room, store, clock) as (service, _):
-            async with aiomqtt.Client(**broker.client_args("cs-room-watch"), identifier="acl-watcher") as watcher:
-                await watcher.subscribe("cs-room/alarm/#", qos=1)
-                forbidden = [("frigate/server_room/person", b"3"), ("cs-room/alarm/door:server-room/door_forced", b'{"state": "active"}')]
-                for topic, payload in forbidden:  # not the account's prefix: dropped (and the client cut off)
-                    with contextlib.suppress(aiomqtt.MqttError):
-                        async with aiomqtt.Client(**broker.client_args("zigbee2mqtt"), identifier="acl-zigbee") as zigbee:
-                            await zigbee.publish(topic, payload, qos=1)
-                await pub(broker, CONTACT, b'{"contact": true}')
-                await until(lambda: service.status()["doors"][0]["state"] == "closed")
-                assert service.open_alarms() == []
-                with pytest.raises(TimeoutError):
-                    async with asyncio.timeout(0.5):
-                        await anext(aiter(watcher.messages))
+        async with running(mqtt_room, store, clock) as (service, _), aiomqtt.Client(**broker.client_args("cs-room-watch"), identifier="acl-watcher") as watcher:
+            await watcher.subscribe("cs-room/alarm/#", qos=1)
+            forbidden = [("frigate/server_room/person", b"3"), ("cs-room/alarm/door:server-room/door_forced", b'{"state": "active"}')]
+            for topic, payload in forbidden:  # not the account's prefix: dropped (and the client cut off)
+                with contextlib.suppress(aiomqtt.MqttError):
+                    async with aiomqtt.Client(**broker.client_args("zigbee2mqtt"), identifier="acl-zigbee") as zigbee:
+                        await zigbee.publish(topic, payload, qos=1)
+            await pub(broker, CONTACT, b'{"contact": true}')
+            await until(lambda: service.status()["doors"][0]["state"] == "closed")
+            assert service.open_alarms() == []
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await anext(aiter(watcher.messages))
 
     run(scenario())
 

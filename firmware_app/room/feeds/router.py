@@ -87,8 +87,7 @@ class TopicRouter:
         return None
 
     def _onvif_topic(self, rest: str, payload: bytes, limit: int) -> Parser | None:
-        if rest.startswith("camera/"):  # cam2mqtt: camera/<id>/status, camera/<id>/event/onvif/...
-            rest = rest[len("camera/") :]
+        rest = rest.removeprefix("camera/")  # cam2mqtt: camera/<id>/status, camera/<id>/event/onvif/...
         device, sep, event_name = rest.partition("/")
         camera = self._onvif.get(device)
         if camera is None or not sep:
