@@ -36,7 +36,6 @@ from peers.broker import Mosquitto
 from peers.room_sim import AlarmWatcher
 
 CLIENT_ID = "cs-room-bench"
-DOOR_SENSOR = "bench/door"
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -44,18 +43,20 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-def _room_config(port: int, sensors: int, client_id: str, password_file: str) -> object:
+def _room_config(port: int, sensors: int, doors: int, client_id: str, password_file: str) -> object:
+    """``doors`` doors with a contact each (a sample per door: each forced opening is a new alarm,
+    where one door opened a thousand times would be one swinging alarm), ``sensors`` more sensors."""
     from firmware_app.room.settings import DoorConfig, MqttConfig, RoomConfig, SensorConfig
 
-    doors = {"server-room": DoorConfig("server-room", held_open_s=3600.0, prealarm_s=0.0)}
-    sensor_cfgs = {"door": SensorConfig("door", DOOR_SENSOR, door="server-room", checkin_interval_s=86400.0)}
+    door_cfgs = {f"d{i}": DoorConfig(f"d{i}", held_open_s=3600.0, prealarm_s=0.0) for i in range(doors)}
+    sensor_cfgs = {f"door{i}": SensorConfig(f"door{i}", f"bench/door{i}", door=f"d{i}", checkin_interval_s=86400.0) for i in range(doors)}
     for i in range(sensors):
         sensor_cfgs[f"s{i}"] = SensorConfig(f"s{i}", f"bench/sensor{i}", checkin_interval_s=86400.0)
     mqtt = MqttConfig(port=port, client_id=client_id, password_file=Path(password_file), backoff_initial_s=0.05, backoff_max_s=0.5)
-    return RoomConfig(doors, {}, sensor_cfgs, mqtt, None, tick_interval_s=0.5)
+    return RoomConfig(door_cfgs, {}, sensor_cfgs, mqtt, None, tick_interval_s=0.5)
 
 
-def _serve(port: int, sensors: int, store_dir: str, shared: object, stop: object, client_id: str, password_file: str) -> None:
+def _serve(port: int, sensors: int, doors: int, store_dir: str, shared: object, stop: object, client_id: str, password_file: str) -> None:
     """The room service in a child process; ``shared``: [received, malformed, connected]."""
     import logging
 
@@ -67,7 +68,7 @@ def _serve(port: int, sensors: int, store_dir: str, shared: object, stop: object
 
     async def run() -> None:
         store = Store(Path(store_dir))
-        service = RoomService(_room_config(port, sensors, client_id, password_file), store, SystemClock(), flush_interval_s=0.2)  # type: ignore[arg-type]
+        service = RoomService(_room_config(port, sensors, doors, client_id, password_file), store, SystemClock(), flush_interval_s=0.2)  # type: ignore[arg-type]
         await service.start()
         try:
             while not stop.is_set():  # type: ignore[attr-defined]
@@ -85,11 +86,11 @@ def _serve(port: int, sensors: int, store_dir: str, shared: object, stop: object
 class Room:
     """The room service's child process."""
 
-    def __init__(self, broker: Mosquitto, sensors: int, store_dir: Path, client_id: str = CLIENT_ID) -> None:
+    def __init__(self, broker: Mosquitto, sensors: int, doors: int, store_dir: Path, client_id: str = CLIENT_ID) -> None:
         ctx = mp.get_context("spawn")
         self.shared = ctx.Array(ctypes.c_longlong, 3)
         self._stop = ctx.Event()
-        args = (broker.port, sensors, str(store_dir), self.shared, self._stop, client_id, str(broker.password_file("cs-room")))
+        args = (broker.port, sensors, doors, str(store_dir), self.shared, self._stop, client_id, str(broker.password_file("cs-room")))
         self._proc = ctx.Process(target=_serve, args=args, daemon=True)
 
     async def start(self) -> None:
@@ -127,23 +128,25 @@ async def _baseline(broker: Mosquitto, samples: int) -> list[float]:
 async def _latency(broker: Mosquitto, samples: int) -> list[float]:
     out: list[float] = []
     watch = broker.client_args("cs-room-watch")
+    quiet = logging.getLogger("bench.publisher")
+    quiet.setLevel(logging.ERROR)
     async with AlarmWatcher(broker.host, broker.port, username=watch["username"], password=watch["password"], identifier="bench-alarms") as watcher, aiomqtt.Client(
-        **broker.client_args("zigbee2mqtt"), identifier="bench-door"
+        **broker.client_args("zigbee2mqtt"), identifier="bench-door", logger=quiet
     ) as pub:
-        topic = f"zigbee2mqtt/{DOOR_SENSOR}"
         closed = json.dumps({"battery": 97, "contact": True, "linkquality": 140}).encode()
         opened = json.dumps({"battery": 97, "contact": False, "linkquality": 140}).encode()
-        await pub.publish(topic, closed, qos=1)
-        await asyncio.sleep(0.5)
-        for _ in range(samples):
+        await asyncio.gather(*(pub.publish(f"zigbee2mqtt/bench/door{i}", closed, qos=1) for i in range(samples)))
+        await asyncio.sleep(1.0)
+        for i in range(samples):
+            topic, source = f"zigbee2mqtt/bench/door{i}", f"door:d{i}"
             mark = len(watcher.seen)
             t0 = time.perf_counter()
             await pub.publish(topic, opened, qos=1)
-            at, _ = await watcher.wait_for("door_forced", "door:server-room", "active", after_index=mark)
+            at, _ = await watcher.wait_for("door_forced", source, "active", after_index=mark)
             out.append(at - t0)
             mark = len(watcher.seen)
             await pub.publish(topic, closed, qos=1)
-            await watcher.wait_for("door_forced", "door:server-room", "restored", after_index=mark)
+            await watcher.wait_for("door_forced", source, "restored", after_index=mark)
     return out
 
 
@@ -224,7 +227,7 @@ async def main_async(args: argparse.Namespace) -> None:
             print(f"mosquitto with {broker.config_path.name} (shipped systemd/mosquitto/cs-room.conf), port {broker.port}")
             base_s = await _baseline(broker, args.samples)
             print(f"0. baseline publish→receive (QoS 1, {len(base_s)} samples): p50 {1000 * statistics.median(base_s):.2f} ms, p99 {1000 * _pct(base_s, 99):.2f} ms")
-            room = Room(broker, args.sensors, base / "store")
+            room = Room(broker, args.sensors, args.samples, base / "store")
             await room.start()
             lat_s = await _latency(broker, args.samples)
             p50, p99 = statistics.median(lat_s), _pct(lat_s, 99)
@@ -234,10 +237,10 @@ async def main_async(args: argparse.Namespace) -> None:
             print(f"2. sustained: {total:,} sensor messages offered at {offered:,.0f}/s, received {received:,} ({total - received:,} lost), "
                   f"{achieved:,.0f}/s end to end")
             await room.stop()
-            received, drained_s = await _burst(broker, lambda: Room(broker, args.sensors, base / "store"), args.burst, args.sensors)
+            received, drained_s = await _burst(broker, lambda: Room(broker, args.sensors, args.samples, base / "store"), args.burst, args.sensors)
             print(f"3. burst: {args.burst:,} messages queued while the room was down, {received:,} received after the restart "
                   f"({args.burst - received:,} lost) in {drained_s:.1f} s ({received / drained_s:,.0f}/s)")
-            received, drained_s = await _retained(broker, lambda: Room(broker, args.sensors, base / "store", "cs-room-bench-fresh"), args.burst)
+            received, drained_s = await _retained(broker, lambda: Room(broker, args.sensors, args.samples, base / "store", "cs-room-bench-fresh"), args.burst)
             print(f"4. retained: {args.burst:,} retained messages, {received:,} received by a fresh session "
                   f"({args.burst - received:,} lost) in {drained_s:.1f} s")
         finally:

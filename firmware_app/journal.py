@@ -97,6 +97,7 @@ CATALOG: Mapping[str, str] = MappingProxyType(
         "room.audit_failed": "The audit trail refused a machine-room entry; it was counted as dropped.",
         "room.adapter_stop_failed": "A machine-room adapter raised while stopping.",
         "room.event_failed": "A machine-room event could not be handled (a bug); it was counted and skipped.",
+        "room.alarm_swinging": "A machine-room alarm keeps swinging; its further swings are stored and audited, not journaled.",
         # machine room: OSDP readers
         "room.osdp.started": "The OSDP control panel opened its serial line and polls its readers.",
         "room.osdp.stopped": "The OSDP control panel stopped and closed its serial line.",

@@ -2,7 +2,9 @@
 
 An alarm is *open* until it is both restored and acknowledged.  Raising a condition that already
 has an open alarm never makes a second one (no storms): an active alarm only counts the repeat,
-a restored-but-unacknowledged one becomes active again.  Latched kinds (one-way evidence such as
+a restored-but-unacknowledged one becomes active again.  An alarm that swings between active and
+restored more than ``SWINGER_LIMIT`` times is a swinger: its further changes are marked
+``quiet`` (stored and audited, but not journaled or notified one by one).  Latched kinds (one-way evidence such as
 a Zigbee tamper switch, a reader in install mode) are restored by their acknowledgement.
 """
 
@@ -13,13 +15,15 @@ from dataclasses import asdict, dataclass, field, replace
 
 from firmware_app.room.errors import AlreadyAcknowledged, UnknownAlarm
 
-__all__ = ["LATCHED_KINDS", "MOMENTARY_KINDS", "Alarm", "AlarmBook", "AlarmChange"]
+__all__ = ["LATCHED_KINDS", "MOMENTARY_KINDS", "SWINGER_LIMIT", "Alarm", "AlarmBook", "AlarmChange"]
 
 #: Kinds whose condition is one moment (a refused card): raised and restored at once, open until
 #: acknowledged.
 MOMENTARY_KINDS = frozenset({"badge_unknown", "badge_revoked", "after_hours_entry"})
 #: Kinds with no trustworthy "all clear" from the device: the acknowledgement restores them.
 LATCHED_KINDS = frozenset({"sensor_tamper", "reader_install_mode", "device_left"})
+#: Raises of one open alarm past which its swings are no longer notified one by one.
+SWINGER_LIMIT = 3
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,15 @@ class Alarm:
 
 @dataclass(frozen=True)
 class AlarmChange:
-    """What happened to an alarm: ``raised``, ``restored`` or ``acknowledged``."""
+    """What happened to an alarm: ``raised``, ``restored`` or ``acknowledged``; ``quiet`` for a
+    swinger's repeated raise or restore."""
 
     change: str
     alarm: Alarm
+
+    @property
+    def quiet(self) -> bool:
+        return self.change != "acknowledged" and self.alarm.count > SWINGER_LIMIT
 
 
 class AlarmBook:

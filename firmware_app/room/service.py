@@ -18,7 +18,7 @@ from firmware_app.clock import Clock
 from firmware_app.journal import event
 from firmware_app.room import events as ev
 from firmware_app.room.actions import Action, RecordRow, Unlock
-from firmware_app.room.alarms import Alarm, AlarmChange
+from firmware_app.room.alarms import SWINGER_LIMIT, Alarm, AlarmChange
 from firmware_app.room.audit import AuditFeed, AuditSink, entry_of_event, entry_of_row
 from firmware_app.room.badges import load_badges
 from firmware_app.room.broker import MqttFeed, read_password_blocking
@@ -41,6 +41,8 @@ _BATCH_EVENTS = 2000
 _FLUSH_ROWS = 2000
 SWEEP_INTERVAL_S = 3600.0
 SWEEP_BATCH = 10_000
+#: A swinging alarm's latest state is published at most this often.
+SWINGER_PUBLISH_INTERVAL_S = 1.0
 #: How far back the start looks for visits not yet ended (who is inside the room).
 OCCUPANCY_LOOKBACK_DAYS = 7
 #: The longest the stop waits for the audit trail to take the last entries.
@@ -67,6 +69,8 @@ class RoomService:
         self._commit_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.failed = 0
+        self._swinging: dict[str, Alarm] = {}  # alarm ID → latest state not yet published
+        self._swingers_published_s = 0.0
 
     def add_adapter(self, adapter: RoomAdapter) -> None:
         """An event source to start and stop with the service (before :meth:`start`)."""
@@ -174,6 +178,7 @@ class RoomService:
             if self._alarms or self._clock.monotonic_s() - last_flush_s >= self._flush_interval_s:
                 last_flush_s = self._clock.monotonic_s()
                 await self._commit()
+            self._publish_swingers()
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -207,7 +212,10 @@ class RoomService:
             elif isinstance(action, AlarmChange):
                 self._alarms.append(action.alarm)
                 self._row(RecordRow.for_alarm(action, now))
-                self._journal(action)
+                if action.quiet:
+                    self._swinging[action.alarm.alarm_id] = action.alarm
+                else:
+                    self._journal(action)
             elif isinstance(action, Unlock):
                 for adapter in self._adapters:  # an adapter that drives strikes has unlock(door)
                     unlock = getattr(adapter, "unlock", None)
@@ -222,7 +230,10 @@ class RoomService:
     @staticmethod
     def _journal(change: AlarmChange) -> None:
         a = change.alarm
-        if change.change == "raised":
+        if change.change == "raised" and a.count == SWINGER_LIMIT:
+            log.warning("room alarm raised: %s at %s (alarm %s), the %dth time: its further swings are not reported one by one",
+                        a.kind, a.source, a.alarm_id, a.count, extra=event("room.alarm_swinging"))
+        elif change.change == "raised":
             log.warning("room alarm raised: %s at %s (alarm %s)", a.kind, a.source, a.alarm_id, extra=event("room.alarm_raised"))
         elif change.change == "restored":
             log.info("room alarm restored: %s at %s (alarm %s)", a.kind, a.source, a.alarm_id, extra=event("room.alarm_restored"))
@@ -244,7 +255,20 @@ class RoomService:
                 return
             if self.mqtt is not None:
                 for alarm in alarms:
-                    self.mqtt.publish_alarm(alarm)
+                    if alarm.alarm_id not in self._swinging:
+                        self.mqtt.publish_alarm(alarm)
+
+    def _publish_swingers(self) -> None:
+        """A swinger's latest state, at most once per ``SWINGER_PUBLISH_INTERVAL_S`` (its retained
+        topic stays true without a message per swing)."""
+        now_s = self._clock.monotonic_s()
+        if not self._swinging or now_s - self._swingers_published_s < SWINGER_PUBLISH_INTERVAL_S:
+            return
+        self._swingers_published_s = now_s
+        swinging, self._swinging = self._swinging, {}
+        if self.mqtt is not None:
+            for alarm in swinging.values():
+                self.mqtt.publish_alarm(alarm)
 
     # -- the console (RoomPort) ---------------------------------------------------------------
 

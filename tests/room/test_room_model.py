@@ -291,3 +291,16 @@ def test_reader_with_the_wrong_key_alarms_until_it_comes_online(room: Room) -> N
     assert room.raised() == [("reader_key_mismatch", "reader:mr-in")]
     room.send(ev.DeviceOnline("reader", "mr-in"))
     assert ("reader_key_mismatch", "reader:mr-in") in room.restored()
+
+
+def test_a_swinging_alarm_goes_quiet_after_the_limit(room: Room) -> None:
+    from firmware_app.room.alarms import SWINGER_LIMIT
+
+    for _ in range(SWINGER_LIMIT + 3):
+        room.send(ev.DoorContact("server-room", True), ev.DoorContact("server-room", False))
+    changes = [a for a in room.actions if isinstance(a, AlarmChange)]
+    loud = [c for c in changes if not c.quiet]
+    assert len(loud) == 2 * SWINGER_LIMIT and all(c.quiet for c in changes[2 * SWINGER_LIMIT :])
+    (alarm,) = room.model.alarms.open_alarms()
+    (ack,) = room.model.acknowledge(alarm.alarm_id, "op-sup-01", room.clock.now())
+    assert not ack.quiet

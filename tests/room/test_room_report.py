@@ -181,3 +181,28 @@ def test_a_restart_remembers_who_is_inside(room_config: RoomConfig, store: objec
 
     inside, alarms = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert inside == 1 and "intrusion" not in alarms
+
+
+def test_a_swinging_door_is_journaled_a_bounded_number_of_times(room_config: RoomConfig, store: object, clock: ManualClock, caplog: pytest.LogCaptureFixture) -> None:
+    config = quiet(room_config)
+
+    async def scenario() -> int:
+        service = RoomService(config, store, clock, flush_interval_s=0.02)  # type: ignore[arg-type]
+        await service.start()
+        try:
+            service.submit(ev.DoorContact(DOOR, False))
+            for _ in range(50):
+                service.submit(ev.DoorContact(DOOR, True))
+                service.submit(ev.DoorContact(DOOR, False))
+            await settle(service)
+            clock.advance(1)
+            report = await service.report(clock.now() - dt.timedelta(hours=1), clock.now(), "csv")
+            return report.decode().count("forced_opening")
+        finally:
+            await service.stop()
+
+    with caplog.at_level("INFO", logger="firmware_app.room.service"):
+        openings = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert openings == 50  # every opening is in the record
+    alarm_lines = [r for r in caplog.records if "room alarm" in r.getMessage()]
+    assert len(alarm_lines) <= 6
