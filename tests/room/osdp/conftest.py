@@ -41,7 +41,7 @@ class Rig:
         self.config: OsdpConfig = load_osdp_config(
             {
                 "device": self.pty.slave_path,
-                "offline_after_s": 0.5,
+                "offline_after_s": 1.0,
                 "retry_interval_s": 0.5,
                 "readers": [{"name": "mr-in", "door": "server-room", "address": 101, "key_file": "mr-in.scbk"}],
             },
@@ -60,6 +60,14 @@ class Rig:
         """The next room event (fails the test if none comes within ``timeout_s``)."""
         assert self.inbox is not None
         return await asyncio.wait_for(self.inbox.get(), timeout_s)
+
+    async def wait_online(self) -> None:
+        """Until the reader is online; on a loaded machine a first handshake may be missed and
+        retried, so only offline reports may come first."""
+        from firmware_app.room.events import DeviceOffline, DeviceOnline
+
+        seen = await self.until(lambda e: e == DeviceOnline("reader", "mr-in"), timeout_s=20)
+        assert all(e == DeviceOffline("reader", "mr-in") for e in seen[:-1]), seen
 
     async def until(self, predicate: Callable[[object], bool], timeout_s: float = WAIT_S) -> list[object]:
         """Events up to and including the first one matching ``predicate``."""

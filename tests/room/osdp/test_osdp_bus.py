@@ -31,7 +31,7 @@ def test_two_readers_share_the_line(tmp_path, run):
         {"name": "side-in", "door": "side-door", "address": 102, "key_file": "side-in.scbk"},
         {"name": "spare", "door": "side-door", "address": 103, "key_file": "spare.scbk"},
     ]
-    config = load_osdp_config({"device": bus.slave_path, "offline_after_s": 0.5, "retry_interval_s": 0.5, "readers": readers}, tmp_path)
+    config = load_osdp_config({"device": bus.slave_path, "offline_after_s": 1.0, "retry_interval_s": 0.5, "readers": readers}, tmp_path)
 
     async def scenario():
         inbox = EventInbox()
@@ -44,8 +44,16 @@ def test_two_readers_share_the_line(tmp_path, run):
             return [await asyncio.wait_for(inbox.get(), 10) for _ in range(n)]
 
         try:
-            first = await take(4)
-            assert set(first) == {DeviceOnline("reader", "mr-in"), DeviceOnline("reader", "side-in"), DeviceOffline("reader", "spare"), ReaderKeyMismatch("spare")}
+            # On a loaded machine a reader may miss its first handshake and be retried: wait for
+            # the state, not for an exact first sequence.
+            wanted = {DeviceOnline("reader", "mr-in"), DeviceOnline("reader", "side-in"), ReaderKeyMismatch("spare")}
+            seen = []
+            async with asyncio.timeout(30):
+                while not wanted <= set(seen) or {r["reader"]: r["state"] for r in panel.status()}["side-in"] != "online":
+                    seen += await take(1)
+            assert DeviceOnline("reader", "spare") not in seen
+            assert all(isinstance(e, (DeviceOnline, DeviceOffline, ReaderKeyMismatch)) for e in seen)
+            assert {r["reader"]: r["state"] for r in panel.status()} == {"mr-in": "online", "side-in": "online", "spare": "key_mismatch"}
             side.door(True)
             main.door(False)
             assert set(await take(2)) == {DoorContact("side-door", True), DoorContact("server-room", False)}

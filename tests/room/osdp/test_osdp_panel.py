@@ -40,7 +40,7 @@ def test_reader_comes_online_with_the_secure_channel(rig, run):
         rig.sim.start()
         await rig.start()
         try:
-            assert await rig.next() == ONLINE
+            await rig.wait_online()
             assert rig.sim.is_sc_active()
             assert rig.panel.status() == [{"reader": "mr-in", "state": "online"}]
             assert rig.sim.keysets_received == 0
@@ -55,7 +55,7 @@ def test_card_keypad_inputs_tamper_and_power_arrive_in_order(rig, run):
         rig.sim.start()
         await rig.start()
         try:
-            assert await rig.next() == ONLINE
+            await rig.wait_online()
             rig.sim.present_h10301(37, 1001)
             rig.sim.keys("1234#")
             rig.sim.door(True)
@@ -91,7 +91,7 @@ def test_a_card_failing_parity_is_dropped_and_counted(rig, run):
         rig.sim.start()
         await rig.start()
         try:
-            assert await rig.next() == ONLINE
+            await rig.wait_online()
             from firmware_app.room.osdp.wiegand import encode_h10301
 
             rig.sim.present_bits(encode_h10301(37, 1001) ^ (1 << 10), 26)
@@ -128,7 +128,7 @@ def test_offline_and_back(rig, run):
         rig.sim.start()
         await rig.start()
         try:
-            assert await rig.next() == ONLINE
+            await rig.wait_online()
             rig.sim.go_silent()
             assert await rig.next() == OFFLINE
             assert rig.panel.status()[0]["state"] == "offline"
@@ -147,7 +147,7 @@ def test_install_mode_reappearance_raises_the_alarm_and_is_never_rekeyed(rig, ru
         rig.sim.start()
         await rig.start()
         try:
-            assert await rig.next() == ONLINE
+            await rig.wait_online()
             rig.sim.reappear_in_install_mode()
             got = await rig.until(lambda e: isinstance(e, InstallModeSeen))
             assert got == [OFFLINE, InstallModeSeen("mr-in")]
@@ -189,7 +189,7 @@ def test_noise_on_the_line_does_not_crash_the_panel(rig, run, noise):
         rig.sim.start()
         await rig.start()
         try:
-            assert await rig.next() == ONLINE
+            await rig.wait_online()
             for i in range(0, len(noise), 256):
                 os.write(rig.pty.master_fd, noise[i : i + 256])
             assert _cp_threads(), "libosdp's thread died"
@@ -225,7 +225,7 @@ def test_events_are_handed_to_the_loop_thread(rig, run):
         rig.sim.start()
         await rig.start(lambda inbox: sinks.append(RecordingSink(inbox)) or sinks[-1])
         try:
-            assert await rig.next() == ONLINE
+            await rig.wait_online()
             assert _cp_threads()  # libosdp polls on its own thread
             rig.sim.door(True)
             rig.sim.tamper(True)
@@ -241,7 +241,7 @@ def test_stop_is_clean_and_bounded(rig, run):
     async def scenario():
         rig.sim.start()
         await rig.start()
-        assert await rig.next() == ONLINE
+        await rig.wait_online()
         rig.sim.door(True)  # may or may not arrive before the stop
         async with __import__("asyncio").timeout(10):
             await rig.panel.stop()
@@ -280,7 +280,7 @@ def test_events_do_not_pile_up_in_libosdps_wrapper_queue(rig, run):
         rig.sim.start()
         await rig.start()
         try:
-            assert await rig.next() == ONLINE
+            await rig.wait_online()
             for _ in range(5):
                 rig.sim.door(True)
                 rig.sim.door(False)
@@ -297,7 +297,7 @@ def test_a_hung_up_line_takes_the_reader_offline_and_the_poll_thread_survives(ri
         rig.sim.start()
         await rig.start()
         try:
-            assert await rig.next() == ONLINE
+            await rig.wait_online()
             rig.sim.stop()
             rig.pty.close()  # the far end is gone: reads and flushes on our side fail with EIO
             assert await rig.next() == OFFLINE
