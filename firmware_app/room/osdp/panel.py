@@ -5,8 +5,9 @@ SCBK and ``ENFORCE_SECURE`` (no plaintext, no SCBK-D, so never a KEYSET: a reade
 in install mode is reported, not re-keyed).  libosdp's callbacks run on its thread named ``cp``
 and do one thing: ``loop.call_soon_threadsafe`` with a copy of the event, so all state lives on
 the event loop.  A supervisor task marks a reader offline when it has not replied for
-``offline_after_s`` (libosdp itself takes many seconds) and retries offline readers every
-``retry_interval_s`` by disabling and re-enabling them (libosdp 3.2 would otherwise wait 300 s).
+``offline_after_s`` (libosdp itself takes many seconds), back online if it replies again within
+libosdp's secure session, and otherwise retries it every ``retry_interval_s`` by disabling and
+re-enabling it (libosdp 3.2 would otherwise wait 300 s).
 
 libosdp 3.2.9's PyPI build draws the secure channel's random challenge (RND.A) from the C
 library's ``rand()`` and never seeds it, so every start of the daemon would send the same
@@ -208,16 +209,21 @@ class OsdpPanel:
             await asyncio.sleep(_SUPERVISE_INTERVAL_S)
             now = self._monotonic()
             for address, translator in self._by_address.items():
+                last = self._channel.last_reply_s(address) if self._channel is not None else None
+                silent = last is None or now - last > self._config.offline_after_s
                 if translator.link is Link.ONLINE:
-                    last = self._channel.last_reply_s(address) if self._channel is not None else None
-                    if last is None or now - last > self._config.offline_after_s:
+                    if silent:
                         self._emit(translator, translator.offline())
-                        self._next_retry_s[address] = now
+                        self._next_retry_s[address] = now + self._config.retry_interval_s
+                    continue
+                if not silent and (back := translator.resumed()):
+                    self._emit(translator, back)
                     continue
                 if now >= self._next_retry_s.setdefault(address, now + self._config.retry_interval_s):
                     refused = translator.link in (Link.INSTALL_MODE, Link.KEY_MISMATCH)
                     factor = _REFUSED_RETRY_FACTOR if refused else 1
                     self._next_retry_s[address] = now + self._config.retry_interval_s * factor
+                    translator.restarting()
                     await self._restart_reader(address)
 
     async def _restart_reader(self, address: int) -> None:

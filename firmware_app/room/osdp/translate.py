@@ -70,15 +70,19 @@ class ReaderTranslator:
         kind = ev.get("event")
         if kind == _NOTIFICATION:
             return self._notification(ev)
-        if self.link is not Link.ONLINE:
-            raise OsdpError("event from a reader that is not online with the secure channel")
+        if not self._sc_active or self.link in (Link.INSTALL_MODE, Link.KEY_MISMATCH):
+            raise OsdpError("event from a reader without a secure channel session")
         if kind == _CARD_READ:
-            return self._card(ev)
-        if kind == _KEYPRESS:
-            return self._keys(ev)
-        if kind == _STATUS:
-            return self._status(ev)
-        raise OsdpError("unknown OSDP event kind")
+            out = self._card(ev)
+        elif kind == _KEYPRESS:
+            out = self._keys(ev)
+        elif kind == _STATUS:
+            out = self._status(ev)
+        else:
+            raise OsdpError("unknown OSDP event kind")
+        # libosdp delivers events only within the secure session: a reader marked offline for a
+        # silence is back (and nothing it said in between is lost).
+        return self.online() + out
 
     def _card(self, ev: Mapping[str, object]) -> list[RoomEvent]:
         data, length, fmt = ev.get("data"), ev.get("length"), ev.get("format")
@@ -136,7 +140,10 @@ class ReaderTranslator:
             self._sc_active = arg0 == 1 and ev.get("arg1") == 0
             return []
         if kind == _NOTE_PD:
-            return self.online() if arg0 == 1 and self._sc_active else self.offline()
+            if arg0 == 1 and self._sc_active:
+                return self.online()
+            self._sc_active = False
+            return self.offline()
         return []  # command outcomes
 
     def online(self) -> list[RoomEvent]:
@@ -148,16 +155,24 @@ class ReaderTranslator:
 
     def offline(self) -> list[RoomEvent]:
         """The reader went offline (libosdp said so, or it fell silent)."""
-        self._sc_active = False
         if self.link in (Link.OFFLINE, Link.INSTALL_MODE, Link.KEY_MISMATCH):
             return []
         self.link = Link.OFFLINE
         return [DeviceOffline("reader", self.reader.name)]
 
+    def resumed(self) -> list[RoomEvent]:
+        """The reader replies again after a silence, still within libosdp's secure session."""
+        return self.online() if self.link is Link.OFFLINE and self._sc_active else []
+
+    def restarting(self) -> None:
+        """The panel tears libosdp's session down to try the reader afresh."""
+        self._sc_active = False
+
     def verdict(self, verdict: Verdict) -> list[RoomEvent]:
         """The handshake watcher's finding on this reader's latest secure-channel answer."""
         if verdict is Verdict.CONFIGURED:
             return []
+        self._sc_active = False
         out = self.offline()
         if verdict is Verdict.INSTALL_MODE and self.link is not Link.INSTALL_MODE:
             self.link = Link.INSTALL_MODE

@@ -117,12 +117,36 @@ def test_malformed_events_are_refused(ev):
 
 def test_events_from_a_reader_not_online_with_sc_are_refused():
     t = ReaderTranslator(READER)
-    with pytest.raises(OsdpError, match="not online"):
+    with pytest.raises(OsdpError, match="without a secure channel session"):
         t.event(inputs(1, 0))
     # online without the secure channel (never with ENFORCE_SECURE, but not trusted): offline
     assert t.event({"event": 5, "type": 1, "arg0": 1, "arg1": 1}) == []  # SC with SCBK-D
     assert t.event(PD_UP) == [DeviceOffline("reader", "mr-in")]
     assert t.link is Link.OFFLINE
+    with pytest.raises(OsdpError):
+        t.event(inputs(1, 0))
+
+
+def test_a_silent_reader_is_back_when_its_secure_session_goes_on():
+    t = online()
+    assert t.offline() == [DeviceOffline("reader", "mr-in")]  # the panel heard nothing for a while
+    assert t.resumed() == [DeviceOnline("reader", "mr-in")]  # replies again, same session
+    assert t.offline() == [DeviceOffline("reader", "mr-in")]
+    # an event within the session brings it back first, and is not lost
+    assert t.event(inputs(1, 0)) == [DeviceOnline("reader", "mr-in"), DoorContact("server-room", True)]
+    assert t.offline() == [DeviceOffline("reader", "mr-in")]
+    t.restarting()  # the panel tears the session down to retry: nothing heard counts until a new one
+    assert t.resumed() == []
+    with pytest.raises(OsdpError):
+        t.event(inputs(0, 0))
+    t.event(SC_UP)
+    assert t.event(PD_UP) == [DeviceOnline("reader", "mr-in")]
+
+
+def test_libosdp_saying_offline_ends_the_session():
+    t = online()
+    assert t.event(PD_DOWN) == [DeviceOffline("reader", "mr-in")]
+    assert t.resumed() == []
     with pytest.raises(OsdpError):
         t.event(inputs(1, 0))
 
