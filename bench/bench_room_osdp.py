@@ -3,12 +3,14 @@
 Prints figures and ratios; it is not a test and asserts nothing.  Everything is real and local:
 a libosdp door controller (peers/osdp_door.py) on a pty pair, the OsdpPanel (libosdp control
 panel, secure channel) feeding the RoomService, LMDB, and mosquitto started with the shipped
-configuration on a loopback port, watched by an aiomqtt subscriber.
+configuration and accounts on a loopback port, watched by the room's ``AlarmWatcher``
+(peers/room_sim.py) logged in as ``cs-room-watch``.
 
     .venv/bin/python bench/bench_room_osdp.py --samples 300
 
-Per sample: the controller reports the door closed and the bench waits for the forced-door alarm
-to be published as restored; then the controller reports the door open (no card, no exit button)
+Per sample: the controller reports the door closed, the bench waits for the forced-door alarm to
+be published as restored and acknowledges it (so the next opening is a new alarm, not a swinger
+the room quietens); then the controller reports the door open (no card, no exit button)
 and the clock runs until the subscriber receives the alarm, active again.  A random pause of up to
 150 ms before each opening keeps the openings out of step with the polls.  Measured in the same
 run, per sample:
@@ -24,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import logging
 import os
 import random
@@ -34,8 +35,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import aiomqtt
-
 from firmware_app.clock import SystemClock
 from firmware_app.room.events import DoorContact, RoomEvent
 from firmware_app.room.osdp.panel import OsdpPanel
@@ -44,9 +43,10 @@ from firmware_app.room.service import RoomService
 from firmware_app.room.settings import load_room_config
 from peers.broker import mosquitto
 from peers.osdp_door import DoorController, PtyPair
+from peers.room_sim import AlarmWatcher
 from storage.store import Store
 
-TOPIC = "cs-room/alarm/door:server-room/door_forced"
+ALARM = ("door_forced", "door:server-room")
 WAIT_S = 10.0
 
 
@@ -66,13 +66,6 @@ class TimingSink:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-async def next_state(messages, state: str) -> None:
-    async with asyncio.timeout(WAIT_S):
-        async for message in messages:
-            if str(message.topic) == TOPIC and json.loads(bytes(message.payload))["state"] == state:
-                return
 
 
 async def poll_period_ms(panel: OsdpPanel, duration_s: float = 3.0) -> list[float]:
@@ -108,7 +101,7 @@ async def bench(samples: int, work: Path) -> None:
                 "badges": "badges.toml",
                 "tick_interval_s": 0.05,
                 "doors": [{"name": "server-room", "readers": {"mr-in": "in"}}],
-                "mqtt": {"host": broker.host, "port": broker.port, "client_id": "cs-room-bench"},
+                "mqtt": {"host": broker.host, "port": broker.port, "client_id": "cs-room", "password_file": str(broker.password_file("cs-room"))},
             },
             work,
         )
@@ -121,8 +114,8 @@ async def bench(samples: int, work: Path) -> None:
         osdp_ms: list[float] = []
         alarm_ms: list[float] = []
         try:
-            async with aiomqtt.Client(broker.host, broker.port, identifier="bench-watcher") as watcher:
-                await watcher.subscribe(TOPIC, qos=1)
+            watch = broker.client_args("cs-room-watch")
+            async with AlarmWatcher(broker.host, broker.port, username=watch["username"], password=watch["password"], identifier="bench-alarms") as watcher:
                 for _ in range(int(WAIT_S / 0.05)):
                     if panel.status()[0]["state"] == "online":
                         break
@@ -130,17 +123,19 @@ async def bench(samples: int, work: Path) -> None:
                 poll_ms = await poll_period_ms(panel)
                 sim.door(False)
                 await asyncio.sleep(0.5)  # the first report only tells the door's position
-                messages = watcher.messages
                 for i in range(samples):
                     if i:
+                        mark = len(watcher.seen)
                         sim.door(False)
-                        await next_state(messages, "restored")
+                        _, restored = await watcher.wait_for(*ALARM, "restored", after_index=mark, timeout_s=WAIT_S)
+                        # The operator acknowledges it: the next opening is a new alarm, not a swinger.
+                        await service.acknowledge(str(restored["alarm_id"]), "op-bench-01")
                     await asyncio.sleep(random.uniform(0.0, 0.15))  # not in step with the polls
-                    seen = len(sink.opened_at)
+                    mark, seen = len(watcher.seen), len(sink.opened_at)
                     start = time.perf_counter()
                     sim.door(True)
-                    await next_state(messages, "active")
-                    alarm_ms.append((time.perf_counter() - start) * 1e3)
+                    received_at, _ = await watcher.wait_for(*ALARM, "active", after_index=mark, timeout_s=WAIT_S)
+                    alarm_ms.append((received_at - start) * 1e3)
                     osdp_ms.append((sink.opened_at[seen] - start) * 1e3)
         finally:
             await service.stop()
