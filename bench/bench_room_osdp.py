@@ -11,11 +11,12 @@ configuration and accounts on a loopback port, watched by the room's ``AlarmWatc
 Per sample: the controller reports the door closed, the bench waits for the forced-door alarm to
 be published as restored and acknowledges it (so the next opening is a new alarm, not a swinger
 the room quietens); then the controller reports the door open (no card, no exit button)
-and the clock runs until the subscriber receives the alarm, active again.  A random pause of up to
+and the clock runs until the watcher receives the new alarm, active.  A random pause of up to
 150 ms before each opening keeps the openings out of step with the polls.  Measured in the same
 run, per sample:
   osdp      controller submits the input report -> the door event handed to the room on the loop
-            (the OSDP poll round trip: libosdp polls every 50 ms, both sides refresh every 20 ms)
+            (the OSDP poll round trip: libosdp's CP polls a reader about every 100 ms here, with a
+            20 ms refresh sleep on both sides)
   alarm     controller submits the input report -> the alarm received from the broker
 and once, before the samples, the idle poll period (time between the control panel's frames on
 the line, with the reader online in secure channel).
