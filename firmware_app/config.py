@@ -15,6 +15,8 @@ from typing import Any
 
 from firmware_app.links.outbound import Endpoint
 from firmware_app.links.tls import TlsConfig
+from firmware_app.room.errors import RoomConfigError
+from firmware_app.room.settings import RoomConfig, load_room_config
 from hsm.config import DEFAULT_MODULE_PATH, HsmConfig
 
 __all__ = ["Config", "ConfigError", "LinkLimits", "PeerConfig", "load_config"]
@@ -75,6 +77,8 @@ class Config:
     offsite_recipient: Path | None = None
     #: An outbound link down for longer than this is reported as degraded (STATUS=).
     watchdog_link_grace_s: float = 120.0
+    #: The machine room (``[room]``); None when the file has no such table.
+    room: RoomConfig | None = None
 
     def tls(self) -> TlsConfig:
         """The TLS settings, pinning every configured peer."""
@@ -248,10 +252,17 @@ def load_config(path: Path) -> Config:
     watchdog = top.table("watchdog")
     watchdog_link_grace_s = watchdog.seconds("link_grace_s", 120.0, 0.0, 86400.0)
     watchdog.done()
+
+    # The machine room: its own reader checks every key of [room] (firmware_app/room/settings.py).
+    top.table("room")
+    try:
+        room = load_room_config(data["room"], base) if "room" in data else None
+    except RoomConfigError as exc:
+        raise ConfigError(str(exc)) from None
     top.done()
 
     return Config(
         store_path, map_size_bytes, hsm, strict, tls_cert, tls_key, tls_ca, listen_host, listen_port,
         handshake_timeout_s, peers, limits, moveout_keep_days, drain_timeout_s, retention_interval_s, retention_batch,
-        offsite_recipient, watchdog_link_grace_s,
+        offsite_recipient, watchdog_link_grace_s, room,
     )

@@ -33,6 +33,9 @@ from firmware_app.links.messages import MessageCodec
 from firmware_app.links.national_query import NationalQueryClient
 from firmware_app.links.outbound import OutboundLink
 from firmware_app.links.server import LinkServer
+from firmware_app.room.audit import AuditSink
+from firmware_app.room.errors import RoomError
+from firmware_app.room.service import RoomService
 from firmware_app.service.errors import ServiceUnavailable
 from firmware_app.service.gateway import Gateway
 from firmware_app.service.identity_file import IdentityFile
@@ -48,7 +51,7 @@ from hsm.token import Token
 from storage import layout
 from storage.errors import StorageError
 from storage.store import Store
-from watchdog.checks import HsmProbe, LinkWatch, Resources, StorageProbe
+from watchdog.checks import CheckSource, HsmProbe, LinkWatch, Resources, RoomWatch, StorageProbe
 from watchdog.health import Thresholds
 from watchdog.notify import Notifier, forget_environ, watchdog_interval_s
 from watchdog.service import WatchdogService
@@ -63,6 +66,7 @@ EXIT_HSM = 3
 EXIT_STORAGE = 4
 EXIT_LINKS = 5
 EXIT_HYGIENE = 6
+EXIT_ROOM = 7
 
 
 class StartFailed(Exception):
@@ -107,6 +111,9 @@ class Daemon:
         self._watchdog_interval_s = watchdog_interval_s
         self.watchdog: WatchdogService | None = None
         self._watchdog_task: asyncio.Task[None] | None = None
+        # The machine room (issue 6): started after the links, stopped before the store closes.
+        self.room: RoomService | None = None
+        self.room_audit: AuditSink | None = None  # the audit trail, when the console branch provides one
 
     # -- start ----------------------------------------------------------------------------------
 
@@ -120,6 +127,7 @@ class Daemon:
                 await self._start_links()
             except (OSError, LinkError) as exc:
                 raise StartFailed(f"links could not start: {type(exc).__name__}: {exc}", EXIT_LINKS) from None
+            await self._start_room()
         except BaseException:
             await self.stop()
             raise
@@ -211,17 +219,31 @@ class Daemon:
         if national is not None and national.endpoint is not None:
             self.national_query = NationalQueryClient(national.endpoint, cfg.tls_for("national"), codec)
 
+    async def _start_room(self) -> None:
+        """The machine room, if configured; a broker not yet reachable is retried, not fatal."""
+        if self.config.room is None:
+            return
+        assert self.store is not None
+        self.room = RoomService(self.config.room, self.store, self._clock, audit=self.room_audit)
+        try:
+            await self.room.start()
+        except (RoomError, OSError) as exc:
+            raise StartFailed(f"machine room could not start: {exc}", EXIT_ROOM) from None
+
     def _start_watchdog(self) -> None:
         assert self.gateway is not None and self.keyring is not None
         thresholds = Thresholds(link_grace_s=self.config.watchdog_link_grace_s)
+        sources: list[CheckSource] = [
+            HsmProbe(self.keyring),
+            StorageProbe(self.gateway.probe_storage),
+            Resources(self.config.store_path, thresholds),
+            LinkWatch(self.outbound, self.gateway.outbox_depth, thresholds),
+        ]
+        if self.room is not None:
+            sources.append(RoomWatch(self.room))
         self.watchdog = WatchdogService(
             self._notifier,
-            [
-                HsmProbe(self.keyring),
-                StorageProbe(self.gateway.probe_storage),
-                Resources(self.config.store_path, thresholds),
-                LinkWatch(self.outbound, self.gateway.outbox_depth, thresholds),
-            ],
+            sources,
             interval_s=self._watchdog_interval_s,
             thresholds=thresholds,
         )
@@ -285,6 +307,9 @@ class Daemon:
             task.cancel()
         await _bounded("stopping the links and tasks", asyncio.gather(*self._tasks, return_exceptions=True), _STEP_MARGIN_S)
         self._tasks.clear()
+        if self.room is not None:
+            await _bounded("stopping the machine room", self.room.stop(), _STEP_MARGIN_S)
+            self.room = None
         if self.gateway is not None:
             with contextlib.suppress(Exception):
                 await _bounded("recording acknowledgements", self.gateway.flush_acks(), _STEP_MARGIN_S)

@@ -83,6 +83,31 @@ CATALOG: Mapping[str, str] = MappingProxyType(
         "notify.unsupported_socket": "NOTIFY_SOCKET is of an unsupported kind.",
         "notify.failed": "A service manager notification failed.",
         "notify.recovered": "Service manager notifications are delivered again.",
+        # machine room
+        "room.started": "The machine-room service started (counts of doors, cameras, sensors, badges, open alarms).",
+        "room.stopped": "The machine-room service stopped.",
+        "room.alarm_raised": "A machine-room alarm was raised (kind, device, alarm ID).",
+        "room.alarm_restored": "A machine-room alarm's condition cleared.",
+        "room.alarm_acknowledged": "A supervisor acknowledged a machine-room alarm.",
+        "room.mqtt_connected": "The machine-room MQTT broker connection is up.",
+        "room.mqtt_lost": "The machine-room MQTT broker connection was lost; reconnecting with backoff.",
+        "room.store_failed": "Machine-room record rows or alarms could not be stored; retried at the next flush.",
+        "room.swept": "The machine-room record sweep deleted rows past the retention period.",
+        "room.sweep_failed": "The machine-room record sweep failed; retried at the next interval.",
+        "room.audit_failed": "The audit trail refused a machine-room entry; it was counted as dropped.",
+        "room.adapter_stop_failed": "A machine-room adapter raised while stopping.",
+        "room.event_failed": "A machine-room event could not be handled (a bug); it was counted and skipped.",
+        "room.alarm_swinging": "A machine-room alarm keeps swinging; its further swings are stored and audited, not journaled.",
+        # machine room: OSDP readers
+        "room.osdp.started": "The OSDP control panel opened its serial line and polls its readers.",
+        "room.osdp.stopped": "The OSDP control panel stopped and closed its serial line.",
+        "room.osdp.reader_online": "An OSDP reader is online with the secure channel.",
+        "room.osdp.reader_offline": "An OSDP reader stopped answering; it is retried.",
+        "room.osdp.install_mode": "A reader answered with the install-mode key; it is not re-keyed.",
+        "room.osdp.key_mismatch": "A reader failed the secure-channel handshake with its configured key.",
+        "room.osdp.card_unreadable": "A card read failed its Wiegand checks and was dropped.",
+        "room.osdp.event_refused": "A malformed OSDP event from a reader was dropped.",
+        "room.osdp.stop_overrun": "The OSDP poll thread did not stop within its bound.",
     }
 )
 

@@ -5,8 +5,10 @@ for the links, and a Meguro-sized identity file; starts ``csd`` as its own proce
 server and a national server; then the ward register streams a working day's changes at a chosen
 rate while the demo shows the links doing their work — the prefecture's copy following the file,
 a special move-in, the prefecture offline for a while and its backlog draining, a ``kill -9`` of
-the daemon and its resumption, and a consistency check — and stops the daemon cleanly.  Nothing
-personal is printed: only counts, sequence numbers and timings.
+the daemon and its resumption, a consistency check, and the machine room (a mosquitto broker
+started by the demo, a badge entry, a forced door, a camera offline and back, the alarms as they
+arrive on MQTT) — and stops the daemon cleanly.  Nothing personal is printed: only counts,
+sequence numbers and timings.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ import sys
 import time
 from pathlib import Path
 
+import aiomqtt
 import msgspec
 
 from firmware_app.domain.check_item import decode_check_item
+from peers.broker import Mosquitto
 from peers.consistency import ConsistencyClient
 from peers.national import moveout_certificate_of
 from peers.register import submit_event
 from peers.register_stream import Change
+from peers.room_sim import AlarmWatcher, CameraSim, ContactSensorSim, LockSim
 from peers.stand import Stand, cs_env, open_stand
 
 MEGURO_RESIDENTS = 280_000
@@ -100,13 +105,109 @@ def _backup(stand: Stand) -> bool:
     return True
 
 
+_ROOM_CONFIG = """
+[room]
+offline_hold_s = 2
+tick_interval_s = 0.2
+
+[room.mqtt]
+port = {port}
+client_id = "cs-room-demo"
+password_file = "{password_file}"
+backoff_initial_s = 0.05
+backoff_max_s = 1
+
+[[room.doors]]
+name = "server-room"
+camera = "mr-cam"
+
+[[room.cameras]]
+name = "mr-cam"
+door = "server-room"
+frigate = "server_room"
+onvif = "mr_cam"
+
+[[room.sensors]]
+name = "mr-door-contact"
+zigbee = "building1/server_room/door"
+door = "server-room"
+
+[[room.sensors]]
+name = "mr-lock"
+zigbee = "building1/server_room/lock"
+kind = "lock"
+door = "server-room"
+"""
+
+
+async def _machine_room(broker: Mosquitto) -> bool:
+    """Door and camera simulators on the demo's broker; csd's alarms printed as they arrive."""
+    watch = broker.client_args("cs-room-watch")
+    async with (
+        AlarmWatcher(broker.host, broker.port, username=watch["username"], password=watch["password"], identifier="demo-alarms") as watcher,
+        aiomqtt.Client(**broker.client_args("zigbee2mqtt"), identifier="demo-zigbee") as client,
+        aiomqtt.Client(**broker.client_args("frigate"), identifier="demo-frigate") as frigate,
+        aiomqtt.Client(**broker.client_args("onvif"), identifier="demo-onvif") as onvif,
+        aiomqtt.Client(**watch, identifier="demo-status") as status,
+    ):
+        watcher.on_alarm = lambda a: _say(f"   alarm {a['state']}: {a['kind']} at {a['source']} (alarm {a['alarm_id']})")
+        await status.subscribe("cs-room/status", qos=1)
+        async with asyncio.timeout(10):
+            async for message in status.messages:
+                if message.payload == b"online":
+                    break
+        contact = ContactSensorSim(client, "building1/server_room/door")
+        lock = LockSim(client, "building1/server_room/lock")
+        camera = CameraSim(frigate, "server_room", "mr_cam", onvif_client=onvif)
+        await contact.availability(True)
+        await contact.set_closed(True)
+        await camera.status(True)
+        await camera.persons(0)
+        _say("   a badge at the door's lock (RFID user 3): the door opens, the camera sees one person, the door closes")
+        await lock.operate("unlock", user=3, source="rfid")
+        await contact.set_closed(False)
+        await camera.persons(1)
+        await contact.set_closed(True)
+        _say("   the person leaves by the inside thumb-turn")
+        await lock.operate("manual_unlock", source="manual")
+        await contact.set_closed(False)
+        await contact.set_closed(True)
+        await camera.persons(0)
+        await asyncio.sleep(1.0)
+        quiet = not watcher.seen
+        _say(f"   alarms for that entry and exit: {'none' if quiet else len(watcher.seen)}")
+        mark = len(watcher.seen)
+        _say("   the door is forced open (no grant, no exit request)")
+        t0 = time.perf_counter()
+        await contact.set_closed(False)
+        at, _ = await watcher.wait_for("door_forced", "door:server-room", "active", after_index=mark)
+        _say(f"   ... door_forced on MQTT {1000 * (at - t0):.0f} ms after the contact opened")
+        await contact.set_closed(True)
+        await watcher.wait_for("door_forced", "door:server-room", "restored", after_index=mark)
+        _say("   the camera goes offline (hold time 2 s), then comes back")
+        await camera.status(False)
+        await watcher.wait_for("camera_offline", "camera:mr-cam", "active", after_index=mark)
+        await camera.status(True)
+        await watcher.wait_for("camera_offline", "camera:mr-cam", "restored", after_index=mark)
+    return quiet
+
+
 async def _demo(args: argparse.Namespace) -> int:
     base = args.state_dir
     if base.exists():
         shutil.rmtree(base)
-    _say(f"setting up under {base}: SoftHSM2 token, link PKI, {args.residents:,} synthetic residents …")
+    _say(f"setting up under {base}: SoftHSM2 token, link PKI, {args.residents:,} synthetic residents, an MQTT broker …")
     t0 = time.monotonic()
-    async with open_stand(base, population=args.residents, seed=args.seed) as stand:
+    broker = Mosquitto(base.resolve() / "broker")
+    await asyncio.to_thread(broker.start)
+    try:
+        return await _demo_with(args, base, broker, t0)
+    finally:
+        await asyncio.to_thread(broker.stop)
+
+
+async def _demo_with(args: argparse.Namespace, base: Path, broker: Mosquitto, t0: float) -> int:
+    async with open_stand(base, population=args.residents, seed=args.seed, extra_config=_ROOM_CONFIG.format(port=broker.port, password_file=broker.password_file("cs-room"))) as stand:
         _say(f"csd is ready (pid {stand.cs.pid}, log {stand.cs.log_path}) after {time.monotonic() - t0:.1f} s")
         _say(f"1. the register streams changes at {args.rate:,.0f}/s; every one is committed durably, then acknowledged")
         await _stream(stand, rate=args.rate, seconds=args.seconds, label="day")
@@ -156,7 +257,13 @@ async def _demo(args: argparse.Namespace) -> int:
         _say(f"   notices applied out of order: {stand.prefecture.out_of_order}; updates refused: {len(stand.register.refused)}")
         _say("6. a backup while the daemon runs, signed by the HSM key, then verified")
         backed_up = await asyncio.to_thread(_backup, stand)
-        ok = settled and same and backed_up and stand.prefecture.out_of_order == 0 and stand.register.resume_regressions == 0
+        _say("7. the machine room: door and camera events over MQTT, alarms raised, published and restored")
+        try:
+            room_ok = await _machine_room(broker)
+        except TimeoutError:
+            _say("   an expected alarm did not arrive in time")
+            room_ok = False
+        ok = settled and same and backed_up and room_ok and stand.prefecture.out_of_order == 0 and stand.register.resume_regressions == 0
     _say(f"csd stopped cleanly; all checks {'passed' if ok else 'FAILED'}")
     return 0 if ok else 1
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(softhsm2 opensc python3 python3-venv python3-dev gcc pkg-config libsystemd-dev systemd systemd-container debootstrap)
+packages=(softhsm2 opensc python3 python3-venv python3-dev gcc pkg-config libsystemd-dev systemd systemd-container debootstrap mosquitto mosquitto-clients)
 # --image: also what image/build.sh and image/boot-test.sh need (not CI's: the boot test is opt-in).
 if [ "${1:-}" = "--image" ]; then
     packages+=(squashfs-tools cryptsetup-bin e2fsprogs qemu-system-x86)

@@ -21,9 +21,11 @@ OUTBOX_NATIONAL = "outbox_national"  # seq8 → envelope(outbox entry) for the c
 INBOX = "inbox"  # peer name → next expected update sequence number (u64)
 MOVEOUT = "moveout"  # code5 → envelope(move-out certificate) awaiting a special move-in
 EXPIRY = "expiry"  # due8 ‖ class1 ‖ key → b"" (what else falls due: move-out certificates, destination records)
+ROOM_ALARMS = "room_alarms"  # alarm ID (UTC time-ordered ASCII) → JSON alarm (machine room)
+ROOM_RECORD = "room_record"  # time_us8 ‖ seq4 → JSON row of the physical-access record
 
 INDEXES = (IX_NUMBER, IX_KANA, IX_KANJI, IX_BIRTH, IX_ADDR)
-PLAIN = (IDENTITY, HISTORY, HISTORY_INDEX, KEYS, META, OUTBOX_PREF, OUTBOX_NATIONAL, INBOX, MOVEOUT, EXPIRY)
+PLAIN = (IDENTITY, HISTORY, HISTORY_INDEX, KEYS, META, OUTBOX_PREF, OUTBOX_NATIONAL, INBOX, MOVEOUT, EXPIRY, ROOM_ALARMS, ROOM_RECORD)
 OUTBOXES = (OUTBOX_PREF, OUTBOX_NATIONAL)
 ALL = PLAIN + INDEXES
 

@@ -36,6 +36,7 @@ __all__ = [
     "LinkWatch",
     "ProbeRunner",
     "Resources",
+    "RoomWatch",
     "StorageProbe",
     "run_on_daemon_thread",
 ]
@@ -266,6 +267,27 @@ class LinkWatch:
             return await asyncio.wait_for(self._depth(channel), wait_s)
         except Exception:  # noqa: BLE001 - the count is a detail; storage has its own check
             return None
+
+    async def close(self) -> None:
+        return None
+
+
+class _Room(Protocol):
+    def problems(self) -> Sequence[tuple[str, str]]: ...
+
+
+class RoomWatch:
+    """The machine room: its broker, cameras, sensors and readers.  Degraded, never failed: the
+    daemon keeps pinging (a restart brings no camera back) and ``STATUS=`` names each device."""
+
+    def __init__(self, room: _Room) -> None:
+        self._room = room
+
+    async def check(self, wait_s: float) -> Sequence[Check]:
+        problems = self._room.problems()
+        if not problems:
+            return [Check("machine room", State.OK)]
+        return [Check(f"machine room: {part}", State.DEGRADED, text) for part, text in problems]
 
     async def close(self) -> None:
         return None
