@@ -21,6 +21,8 @@ import sys
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
+from firmware_app.audit.errors import AuditError
+from firmware_app.audit.trail import AuditTrail, TrailSettings
 from firmware_app.clock import Clock, SystemClock
 from firmware_app.config import Config, ConfigError, load_config
 from firmware_app.hygiene import HygieneError, apply_process_hygiene, lock_memory
@@ -63,6 +65,7 @@ EXIT_HSM = 3
 EXIT_STORAGE = 4
 EXIT_LINKS = 5
 EXIT_HYGIENE = 6
+EXIT_CONSOLE = 7
 
 
 class StartFailed(Exception):
@@ -107,6 +110,16 @@ class Daemon:
         self._watchdog_interval_s = watchdog_interval_s
         self.watchdog: WatchdogService | None = None
         self._watchdog_task: asyncio.Task[None] | None = None
+        # console and audit (issue 5): the trail runs whenever the service does; the console only
+        # with a [console] table.  ``room``: the machine room's RoomPort, wired before start.
+        self.signer: Signer | None = None
+        self.audit: AuditTrail | None = None
+        self.console: object | None = None
+        self.room: object | None = None
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
     # -- start ----------------------------------------------------------------------------------
 
@@ -116,10 +129,12 @@ class Daemon:
             await asyncio.to_thread(self._open_storage)
             await asyncio.to_thread(self._open_hsm)
             self._build_service()
+            await self._start_audit()
             try:
                 await self._start_links()
             except (OSError, LinkError) as exc:
                 raise StartFailed(f"links could not start: {type(exc).__name__}: {exc}", EXIT_LINKS) from None
+            await self._start_console()
         except BaseException:
             await self.stop()
             raise
@@ -174,12 +189,13 @@ class Daemon:
             moveout_keep_days=self.config.moveout_keep_days,
         )
         retention = RetentionSweep(self.store, self.keyring, intake, self._clock, batch=self.config.retention_batch)
+        self.signer = Signer(self._token, SIGNING_LABEL)
         self.gateway = Gateway(
             store=self.store,
             keyring=self.keyring,
             intake=intake,
             outboxes=outboxes,
-            signer=Signer(self._token, SIGNING_LABEL),
+            signer=self.signer,
             retention=retention,
         )
 
@@ -211,6 +227,43 @@ class Daemon:
         if national is not None and national.endpoint is not None:
             self.national_query = NationalQueryClient(national.endpoint, cfg.tls_for("national"), codec)
 
+    # -- console and audit (issue 5) ---------------------------------------------------------------
+
+    async def _start_audit(self) -> None:
+        assert self.store is not None and self.signer is not None
+        console = self.config.console
+        settings = TrailSettings(
+            flush_interval_s=console.audit_flush_interval_s, checkpoint_interval_s=console.audit_checkpoint_interval_s,
+            retention_days=console.audit_retention_days,
+        ) if console is not None else TrailSettings()
+        self.audit = AuditTrail(self.store, self.signer, self._clock, settings)
+        try:
+            await self.audit.start()
+        except AuditError as exc:
+            raise StartFailed(f"audit trail could not be opened: {exc}", EXIT_STORAGE) from None
+        await self.audit.record("csd.started", actor="system")
+
+    async def _start_console(self) -> None:
+        if self.config.console is None:
+            return
+        from firmware_app.console.errors import ConsoleError
+        from firmware_app.console.service import build_console
+
+        assert self.audit is not None
+        try:
+            self.console = console = build_console(self.config.console, self, self.audit, self.room)
+            await console.start()
+        except (ConsoleError, OSError) as exc:
+            raise StartFailed(f"console could not start: {exc}", EXIT_CONSOLE) from None
+
+    async def _stop_audit(self) -> None:
+        if self.audit is not None:
+            with contextlib.suppress(Exception):
+                await self.audit.record("csd.stopped", actor="system")
+            with contextlib.suppress(Exception):
+                await _bounded("flushing the audit trail", self.audit.stop(), _STEP_MARGIN_S)
+            self.audit = None
+
     def _start_watchdog(self) -> None:
         assert self.gateway is not None and self.keyring is not None
         thresholds = Thresholds(link_grace_s=self.config.watchdog_link_grace_s)
@@ -232,9 +285,17 @@ class Daemon:
         and retried at the next interval (the engine is idempotent)."""
         while True:
             try:
-                await self.run_retention()
+                report = await self.run_retention()
+                if self.audit is not None:
+                    deleted = await self.audit.run_retention()
+                    await self.audit.record("retention.run", actor="system", detail={
+                        "history_versions": report.history_versions, "moveout_certificates": report.moveout_certificates,
+                        "destination_records": report.destination_records, "epochs_destroyed": len(report.epochs_destroyed),
+                        "audit_entries": deleted["deleted"]})
             except ServiceUnavailable as exc:
                 log.error("retention run failed: %s", exc, extra=event("retention.failed"))
+            except Exception as exc:  # noqa: BLE001 - the audit trail's failure is logged by it; retried next interval
+                log.error("retention run failed: %s", type(exc).__name__, extra=event("retention.failed"))
             await asyncio.sleep(self.config.retention_interval_s)
 
     async def run_retention(self) -> RetentionReport:
@@ -276,6 +337,9 @@ class Daemon:
         self.ready = False
         self._stopping = True
         drain_s = self.config.drain_timeout_s
+        if self.console is not None:
+            await _bounded("closing the console", self.console.stop(), _STEP_MARGIN_S)  # type: ignore[attr-defined]
+            self.console = None
         if self.server is not None:
             await self.server.stop_accepting()
             for session in list(self._sessions):
@@ -285,6 +349,7 @@ class Daemon:
             task.cancel()
         await _bounded("stopping the links and tasks", asyncio.gather(*self._tasks, return_exceptions=True), _STEP_MARGIN_S)
         self._tasks.clear()
+        await self._stop_audit()
         if self.gateway is not None:
             with contextlib.suppress(Exception):
                 await _bounded("recording acknowledgements", self.gateway.flush_acks(), _STEP_MARGIN_S)

@@ -21,9 +21,14 @@ OUTBOX_NATIONAL = "outbox_national"  # seq8 → envelope(outbox entry) for the c
 INBOX = "inbox"  # peer name → next expected update sequence number (u64)
 MOVEOUT = "moveout"  # code5 → envelope(move-out certificate) awaiting a special move-in
 EXPIRY = "expiry"  # due8 ‖ class1 ‖ key → b"" (what else falls due: move-out certificates, destination records)
+# console and audit
+OPERATORS = "operators"  # operator ID (ASCII) → msgpack(operator record)
+AUDIT = "audit"  # seq8 → msgpack(audit entry) ‖ chain hash (32)
+AUDIT_CHECKPOINTS = "audit_cp"  # seq8 → msgpack(signed checkpoint over the chain through seq)
+EXPORTS = "exports"  # export id (u64) → msgpack(export request under the two-person rule)
 
 INDEXES = (IX_NUMBER, IX_KANA, IX_KANJI, IX_BIRTH, IX_ADDR)
-PLAIN = (IDENTITY, HISTORY, HISTORY_INDEX, KEYS, META, OUTBOX_PREF, OUTBOX_NATIONAL, INBOX, MOVEOUT, EXPIRY)
+PLAIN = (IDENTITY, HISTORY, HISTORY_INDEX, KEYS, META, OUTBOX_PREF, OUTBOX_NATIONAL, INBOX, MOVEOUT, EXPIRY, OPERATORS, AUDIT, AUDIT_CHECKPOINTS, EXPORTS)
 OUTBOXES = (OUTBOX_PREF, OUTBOX_NATIONAL)
 ALL = PLAIN + INDEXES
 
