@@ -7,7 +7,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from firmware_app.console.errors import E_MALFORMED, ConsoleError
+from firmware_app.console.errors import E_CLOSED, ConsoleError
 from firmware_app.console.protocol import MAX_RESPONSE_BYTES, VERSION, Framer, Request, Response, decode_response, encode_request
 
 __all__ = ["ConsoleClient"]
@@ -41,9 +41,12 @@ class ConsoleClient:
     async def _receive(self) -> Response:
         async with asyncio.timeout(self._timeout_s):
             while not self._frames:
-                data = await self._reader.read(1 << 20)
+                try:
+                    data = await self._reader.read(1 << 20)
+                except ConnectionError:
+                    data = b""
                 if not data:
-                    raise ConsoleError(E_MALFORMED, "the daemon closed the connection")
+                    raise ConsoleError(E_CLOSED, "the daemon closed the connection")
                 self._frames.extend(self._framer.feed(data))
         return decode_response(self._frames.pop(0))
 
@@ -62,8 +65,11 @@ class ConsoleClient:
         return await self._receive()
 
     async def send_raw(self, data: bytes) -> None:
-        self._writer.write(data)
-        await self._writer.drain()
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except ConnectionError:
+            raise ConsoleError(E_CLOSED, "the daemon closed the connection") from None
 
     async def receive(self) -> Response:
         return await self._receive()

@@ -16,6 +16,7 @@ E_REFUSED = "refused"
 E_UNAVAILABLE = "unavailable"
 E_NOT_CONFIGURED = "not_configured"
 E_PEER_REFUSED = "peer_refused"
+E_CLOSED = "closed"  # client side: the daemon hung up
 
 
 class ConsoleError(Exception):
