@@ -87,6 +87,7 @@ class AuditTrail:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._head_seq = 0
         self._head_hash = GENESIS_HASH
         self._anchor = (0, GENESIS_HASH)
@@ -128,10 +129,11 @@ class AuditTrail:
 
     async def stop(self) -> None:
         """Flush what is pending and sign a checkpoint over it (the last step before the store closes)."""
+        # A flag, not a cancel: a cancel can be swallowed by wait_for when the wake-up races it.
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
             self._task = None
         try:
             await self.flush()
@@ -140,10 +142,12 @@ class AuditTrail:
             self._writer.shutdown(wait=True)
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.flush_interval_s)
             self._wake.clear()
+            if self._closing:
+                return
             try:
                 await self.flush()
                 if self._clock.monotonic_s() - self._last_cp_s >= self.settings.checkpoint_interval_s:
@@ -277,7 +281,7 @@ class AuditTrail:
         cutoff = (self._clock.now() - datetime.timedelta(days=self.settings.retention_days)).isoformat()
         last: tuple[int, bytes] | None = None
         with self._store.read() as r:
-            for key, value in r.items(layout.AUDIT):
+            for _, value in r.items(layout.AUDIT):
                 entry, _, digest = decode_stored(value)
                 if entry.at >= cutoff or entry.seq >= self._head_seq:
                     break  # the head stays, so the chain never empties

@@ -76,12 +76,16 @@ def test_the_walkthrough_runs_as_printed(tmp_path: Path, pki, hsm_config, token,
                 assert done.returncode == expected, (line, done.stdout, done.stderr)
                 outputs[line] = done.stdout
                 outputs["stderr " + line] = done.stderr
+            shell = await asyncio.to_thread(run, ["csctl", "--user", "sato", "shell"], [PW["sato"], "audit verify", "confirm 77731710239", "whoami", "exit"], env)
+            assert shell.returncode == 0, shell.stderr
+            outputs["shell"] = shell.stdout
 
     asyncio.run(scenario())
     assert "77731710239" in outputs["csctl --user tanaka confirm 77731710239"]
     assert "forbidden" in outputs["stderr csctl --user tanaka audit show"]
     assert "cannot approve" in outputs["stderr csctl --user admin export approve 1"]
     assert "audit chain OK" in outputs["csctl --user sato audit verify"]
+    assert "audit chain OK" in outputs["shell"] and "refused: forbidden" in outputs["shell"] and "auditor" in outputs["shell"]
     entries = json.loads(outputs["csctl --user sato --json audit show --resident 77731710239"])["entries"]
     assert {e["kind"] for e in entries} >= {"resident.confirm", "resident.exported"}
     assert "77731710239" not in json.dumps(entries)

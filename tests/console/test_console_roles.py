@@ -39,6 +39,12 @@ def test_role_matrix_and_personal_data(tmp_path: Path, pki, hsm_config, token, r
             view = (await clerk.call("confirm", code=code))["resident"]
             assert set(view) == {"code", "name", "kana", "birth_date", "sex", "address"}  # no individual number, no history
             assert view["code"] == code
+            by_number = await clerk.call("search", number=records[0].individual_number) if records[0].individual_number else None
+            assert by_number is None or by_number["residents"] == [view]
+            four = await clerk.call("search", name=records[0].name_kana, birth=records[0].birth_date)
+            assert view in four["residents"]
+            national = await clerk.call("national-query", code=code)
+            assert national["count"] == 1 and set(national["residents"][0]) == {"code", "name", "birth_date", "sex", "address"}
             # A clerk cannot export, manage operators or read the audit log.
             await _refused(clerk, E_FORBIDDEN, "export-request", kind="check-file", reason="media for the prefecture")
             await _refused(clerk, E_FORBIDDEN, "operator-add", operator="x1", role="clerk", password="Whatever-pass-1")
@@ -54,6 +60,14 @@ def test_role_matrix_and_personal_data(tmp_path: Path, pki, hsm_config, token, r
             await _refused(system, E_FORBIDDEN, "export-request", kind="check-file", reason="x")
             summary = await system.call("check-summary")
             assert summary["residents"] == POPULATION
+            backup = await system.call("backup-run", out=str(tmp_path / "backup1"))
+            assert (tmp_path / "backup1" / "manifest.json").exists() and backup["size_bytes"] > 0
+            await _refused(system, E_REFUSED, "backup-run", out="relative/dir")
+            supervisor = await login(sock, "sup1")
+            ran = await supervisor.call("retention-run")
+            assert ran["audit_entries"] == 0 and ran["history_versions"] == 0
+            assert (await system.call("retention-reports"))["reports"]
+            await supervisor.close()
             # Room commands answer "machine room not configured" when no RoomPort is wired.
             await _refused(system, E_NOT_CONFIGURED, "room-status")
             # The auditor reads the audit trail; residents appear there by pseudonym only.
