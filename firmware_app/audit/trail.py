@@ -244,6 +244,8 @@ class AuditTrail:
     async def entries(self, *, from_seq: int = 0, limit: int = 100, kind: str = "", actor: str = "", subject: str = "") -> list[AuditEntry]:
         """Entries from ``from_seq`` on (the newest ``limit`` when ``from_seq`` is 0), filtered."""
         await self.flush()
+        if not from_seq and not (kind or actor or subject):
+            from_seq = max(1, self._head_seq - limit + 1)  # the newest ``limit``, without a scan from the start
         return await self._run("read", self._entries_blocking, from_seq, limit, kind, actor, subject)
 
     def _entries_blocking(self, from_seq: int, limit: int, kind: str, actor: str, subject: str) -> list[AuditEntry]:

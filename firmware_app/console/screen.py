@@ -59,6 +59,7 @@ class OperatorScreen(App[None]):
         self._refresh_s = refresh_s
         self.locked = False
         self.last_status: dict[str, Any] = {}
+        self._keys_since_poll = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -75,6 +76,10 @@ class OperatorScreen(App[None]):
         self.set_interval(self._refresh_s, self.refresh_status)
         self.call_later(self.refresh_status)
 
+    def on_key(self) -> None:
+        """A key is the operator's activity: the next poll tells the daemon so."""
+        self._keys_since_poll = True
+
     async def action_refresh(self) -> None:
         await self.refresh_status(activity=True)
 
@@ -82,6 +87,7 @@ class OperatorScreen(App[None]):
         """Poll the daemon; a locked session shows the lock screen."""
         if self.locked:
             return
+        activity, self._keys_since_poll = activity or self._keys_since_poll, False
         try:
             status = await self._fetch(not activity)
         except ConsoleError as exc:

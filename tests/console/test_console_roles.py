@@ -73,8 +73,8 @@ def test_role_matrix_and_personal_data(tmp_path: Path, pki, hsm_config, token, r
             # The auditor reads the audit trail; residents appear there by pseudonym only.
             auditor = await login(sock, "aud1")
             entries = (await auditor.call("audit-show", resident=code))["entries"]
-            assert [e["kind"] for e in entries] == ["resident.confirm"]
-            assert entries[0]["subject"].startswith("resident:") and code not in str(entries)
+            assert [e["kind"] for e in entries] == ["resident.confirm"] + ["resident.shown"] * (len(entries) - 1)
+            assert len({e["subject"] for e in entries}) == 1 and entries[0]["subject"].startswith("resident:") and code not in str(entries)
             await _refused(auditor, E_FORBIDDEN, "confirm", code=code)
             kinds = {e["kind"] for e in (await auditor.call("audit-show", limit=1000))["entries"]}
             assert {"console.login", "console.forbidden", "operator.added", "operator.password_changed", "resident.confirm"} <= kinds
@@ -113,9 +113,14 @@ def test_two_person_rule(tmp_path: Path, pki, hsm_config, token, recipient) -> N
             done = await sup1.call("export-write", export_id=req["export_id"])
             names = [name for name, _ in open_parts_blocking(Path(done["path"]), recipient[1])]
             assert names[-1] == "check-trailer.msgpack" and names[0].startswith("check-chunk-")
+            # Destination records for media (none are waiting here: the card system has them all).
+            dest = (await sup2.call("export-request", kind="destinations", reason="card system link down"))["export"]
+            await admin.call("export-approve", export_id=dest["export_id"])
+            done = await sup2.call("export-write", export_id=dest["export_id"])
+            assert open_parts_blocking(Path(done["path"]), recipient[1]) == []
             auditor = await login(sock, "aud1")
             kinds = [e["kind"] for e in (await auditor.call("audit-show", kind="export.", limit=100))["entries"]]
-            assert kinds.count("export.requested") == 2 and kinds.count("export.approved") == 2 and kinds.count("export.written") == 2
+            assert kinds.count("export.requested") == 3 and kinds.count("export.approved") == 3 and kinds.count("export.written") == 3
             assert "export.decision_refused" in kinds
             for client in (admin, sup1, sup2, auditor):
                 await client.close()
