@@ -347,9 +347,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     passwords = Passwords(args.password_stdin)
     try:
         if args.command == "bootstrap-admin":
-            from firmware_app.console.bootstrap import bootstrap_admin
+            from firmware_app.operators.bootstrap import bootstrap_admin
+            from firmware_app.operators.errors import OperatorError
 
-            print(bootstrap_admin(args.config, args.operator, passwords.new(args.operator), args.terminal))
+            try:
+                print(bootstrap_admin(args.config, args.operator, passwords.new(args.operator), args.terminal))
+            except OperatorError as exc:
+                print(f"{PROG}: {exc}", file=sys.stderr)
+                return EXIT_REFUSED
             return 0
         if args.command == "screen":
             from firmware_app.console.screen import run_screen

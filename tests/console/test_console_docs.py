@@ -79,6 +79,10 @@ def test_the_walkthrough_runs_as_printed(tmp_path: Path, pki, hsm_config, token,
             shell = await asyncio.to_thread(run, ["csctl", "--user", "sato", "shell"], [PW["sato"], "audit verify", "confirm 77731710239", "whoami", "exit"], env)
             assert shell.returncode == 0, shell.stderr
             outputs["shell"] = shell.stdout
+            while_running = await asyncio.to_thread(run, first, [PW["admin"], PW["admin"]], env)
+            assert while_running.returncode == 1 and "csd is running" in while_running.stderr
+        again = await asyncio.to_thread(run, first, [PW["admin"], PW["admin"]], env)
+        assert again.returncode == 1 and "operators exist already" in again.stderr
 
     asyncio.run(scenario())
     assert "77731710239" in outputs["csctl --user tanaka confirm 77731710239"]

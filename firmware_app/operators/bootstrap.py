@@ -1,6 +1,7 @@
 """``csctl bootstrap-admin``: the first security admin, created locally with file-system access to
 the store and the HSM (run as the service user while csd is stopped).  There is no default
-password: it is typed twice at the terminal, or read from standard input."""
+password: it is typed twice at the terminal, or read from standard input.  Service-level (it opens
+the store and the token itself), like ``cs-backup``; the console only calls it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 from firmware_app.audit.trail import AuditTrail
 from firmware_app.clock import SystemClock
 from firmware_app.config import ConfigError, load_config
-from firmware_app.console.errors import E_REFUSED, E_UNAVAILABLE, ConsoleError
 from firmware_app.operators.errors import OperatorError
 from firmware_app.operators.kdf import KdfParams
 from firmware_app.operators.policy import PasswordPolicy
@@ -29,9 +29,9 @@ def bootstrap_admin(config_path: Path, operator_id: str, password: str, terminal
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        raise ConsoleError(E_REFUSED, f"configuration refused: {exc}") from None
+        raise OperatorError(f"configuration refused: {exc}") from None
     if store_in_use(config.store_path):
-        raise ConsoleError(E_REFUSED, "csd is running: stop it first (the audit chain has one writer)")
+        raise OperatorError("csd is running: stop it first (the audit chain has one writer)")
     console = config.console
     params = KdfParams(console.kdf_memory_kib, console.kdf_iterations, console.kdf_lanes) if console else KdfParams()
     policy = PasswordPolicy(min_chars=console.password_min_chars) if console else PasswordPolicy()
@@ -41,14 +41,11 @@ def bootstrap_admin(config_path: Path, operator_id: str, password: str, terminal
             token = open_token(config.hsm)
         store = Store(config.store_path, map_size_bytes=config.map_size_bytes)
     except (HsmError, StorageError, OSError) as exc:
-        raise ConsoleError(E_UNAVAILABLE, f"cannot open the HSM or the store: {type(exc).__name__}") from None
+        raise OperatorError(f"cannot open the HSM or the store: {type(exc).__name__}") from None
     clock = SystemClock()
     try:
         registry = OperatorRegistry(store, clock, password_policy=policy, kdf_params=params)
-        try:
-            registry.bootstrap_blocking(operator_id, password, terminal)
-        except OperatorError as exc:
-            raise ConsoleError(E_REFUSED, str(exc)) from None
+        registry.bootstrap_blocking(operator_id, password, terminal)
 
         async def record() -> None:
             trail = AuditTrail(store, Signer(token, SIGNING_LABEL), clock)
