@@ -16,6 +16,7 @@ import json
 import os
 import shlex
 import sys
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -240,26 +241,43 @@ def _flat(row: dict[str, Any], prefix: str = "") -> dict[str, str]:
         if isinstance(v, dict):
             out.update(_flat(v, f"{prefix}{k}."))
         elif isinstance(v, list):
-            out[prefix + k] = ", ".join(json.dumps(x, ensure_ascii=False) if isinstance(x, dict) else str(x) for x in v)
+            out[prefix + k] = "; ".join(" ".join(str(y) for y in x.values() if y) if isinstance(x, dict) else str(x) for x in v)
         else:
             out[prefix + k] = "" if v is None else str(v)
     return out
+
+
+def width(text: str) -> int:
+    """Columns ``text`` takes on a terminal (East Asian wide characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _fit(text: str, columns: int) -> str:
+    """``text`` cut to at most ``columns`` and padded to exactly ``columns``."""
+    out, used = [], 0
+    for c in text:
+        w = width(c)
+        if used + w > columns:
+            break
+        out.append(c)
+        used += w
+    return "".join(out) + " " * (columns - used)
 
 
 def table(rows: list[dict[str, str]]) -> str:
     if not rows:
         return "(none)"
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    widths = {c: min(40, max(len(c), *(len(row.get(c, "")) for row in rows))) for c in columns}
-    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
+    widths = {c: min(48, max(width(c), *(width(row.get(c, "")) for row in rows))) for c in columns}
+    lines = ["  ".join(_fit(c.upper(), widths[c]) for c in columns).rstrip()]
     for row in rows:
-        lines.append("  ".join(row.get(c, "")[: widths[c]].ljust(widths[c]) for c in columns).rstrip())
+        lines.append("  ".join(_fit(row.get(c, ""), widths[c]) for c in columns).rstrip())
     return "\n".join(lines)
 
 
 def _pairs(values: dict[str, str]) -> str:
-    width = max((len(k) for k in values), default=0)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in values.items())
+    key_width = max((len(k) for k in values), default=0)
+    return "\n".join(f"{k.ljust(key_width)}  {v}" for k, v in values.items())
 
 
 # -- running ----------------------------------------------------------------------------------------

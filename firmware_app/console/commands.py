@@ -140,7 +140,7 @@ async def status(ctx: Ctx, args: dict[str, Any]) -> object:
         "links": links,
         "national_query": "configured" if daemon.national_query is not None else "not configured",
         "hsm": {"sealed": True if keyring is None else keyring.sealed},
-        "watchdog": {"state": verdict.state.value if verdict else "starting", "status": verdict.status if verdict else ""},
+        "watchdog": {"state": verdict.state.name.lower() if verdict else "starting", "status": verdict.status if verdict else ""},
         "audit": {"last_seq": ctx.services.audit.head_seq},
         "room": dict(room.status()) if room is not None else "machine room not configured",
         "open_alarms": len(room.open_alarms()) if room is not None else None,
@@ -442,14 +442,17 @@ async def export_write(ctx: Ctx, args: dict[str, Any]) -> object:
     if services.export_recipient_pem is None:
         raise ConsoleError(E_NOT_CONFIGURED, "no export recipient key configured (console.export_recipient)")
     export_id = number(args, "export_id", low=1)
-    req, params = await _book(services.exports.params_blocking, _step(ctx), export_id)
+    req, params = await _book(services.exports.claim_blocking, _step(ctx), export_id)
     out = services.export_dir / f"export-{export_id:06d}-{req.kind}.cse"
-    services.export_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
+        services.export_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         size_bytes = await _seal(_parts(ctx, req.kind, params), services.export_recipient_pem, out)
-    except (BackupError, OSError, AuditError) as exc:
+    except BaseException as exc:
+        await _book(services.exports.release_blocking, export_id)
         await ctx.audit("export.failed", f"export:{export_id}", error=type(exc).__name__)
-        raise ConsoleError(E_REFUSED, f"export failed: {exc}") from None
+        if isinstance(exc, BackupError | OSError | AuditError):
+            raise ConsoleError(E_REFUSED, f"export failed: {exc}") from None
+        raise
     digest = await asyncio.to_thread(sha256_file, out)
     req = await _book(services.exports.written_blocking, _step(ctx), export_id, out.name, digest, size_bytes)
     await ctx.audit("export.written", f"export:{export_id}", kind=req.kind, size_bytes=size_bytes, sha256=digest, approved_by=req.decided_by)

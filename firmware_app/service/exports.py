@@ -41,7 +41,7 @@ class ExportRequest(msgspec.Struct, frozen=True):
     kind: str
     reason: str
     params_sealed: bytes
-    state: str  # requested | approved | denied | written
+    state: str  # requested | approved | denied | writing | written
     requested_by: str
     requested_terminal: str
     requested_at: str
@@ -78,7 +78,8 @@ _PARAMS = msgspec.msgpack.Decoder(dict[str, list[str]])
 
 
 class ExportBook:
-    """The export requests and their state machine: requested → approved | denied; approved → written."""
+    """The export requests and their state machine: requested → approved | denied; approved →
+    writing → written (or back to approved when the write fails)."""
 
     def __init__(self, store: Store, keyring: Keyring, clock: Clock, *, approval_valid_s: float = 86400.0) -> None:
         self._store = store
@@ -145,25 +146,39 @@ class ExportBook:
 
         return self._change(export_id, change)
 
-    def params_blocking(self, step: Step, export_id: int) -> tuple[ExportRequest, dict[str, list[str]]]:
-        """The approved request and its parameters, for its requester, while the approval is valid."""
-        req = self.get_blocking(export_id)
-        if req.requested_by != step.operator_id:
-            raise ExportError("only the requester may write an approved export")
-        if req.state != "approved":
-            raise ExportError(f"export request is {req.state}, not approved")
-        decided = datetime.datetime.fromisoformat(req.decided_at)
-        if (self._clock.now() - decided).total_seconds() > self.approval_valid_s:
-            raise ExportError("the approval has expired; request the export again")
+    def claim_blocking(self, step: Step, export_id: int) -> tuple[ExportRequest, dict[str, list[str]]]:
+        """Claim an approved request for writing (approved → writing, atomically, so two writes of
+        one approval cannot both start) and return it with its parameters: requester only, while
+        the approval is valid."""
+
+        def change(req: ExportRequest) -> ExportRequest:
+            if req.requested_by != step.operator_id:
+                raise ExportError("only the requester may write an approved export")
+            if req.state != "approved":
+                raise ExportError(f"export request is {req.state}, not approved")
+            decided = datetime.datetime.fromisoformat(req.decided_at)
+            if (self._clock.now() - decided).total_seconds() > self.approval_valid_s:
+                raise ExportError("the approval has expired; request the export again")
+            return msgspec.structs.replace(req, state="writing")
+
+        req = self._change(export_id, change)
         _, plain = self._keyring.open_value(layout.EXPORTS, layout.pack_u64(export_id), req.params_sealed)
         return req, _PARAMS.decode(plain)
+
+    def release_blocking(self, export_id: int) -> ExportRequest:
+        """A write that failed gives its claim back (writing → approved)."""
+
+        def change(req: ExportRequest) -> ExportRequest:
+            return msgspec.structs.replace(req, state="approved") if req.state == "writing" else req
+
+        return self._change(export_id, change)
 
     def written_blocking(self, step: Step, export_id: int, file_name: str, sha256: str, size_bytes: int) -> ExportRequest:
         """Record the written file; the approval is used up."""
 
         def change(req: ExportRequest) -> ExportRequest:
-            if req.state != "approved":
-                raise ExportError(f"export request is {req.state}, not approved")
+            if req.state != "writing":
+                raise ExportError(f"export request is {req.state}, not being written")
             return msgspec.structs.replace(
                 req, state="written", written_by=step.operator_id, written_at=self._now(), file_name=file_name, file_sha256=sha256, size_bytes=size_bytes
             )
