@@ -83,7 +83,7 @@ class ConsoleServer:
     """Listens on ``path`` (mode 0660, group ``gid``); refuses peers outside ``gid`` unread."""
 
     def __init__(
-        self, path: Path, gid: int, handler: Handler, *, on_refused: Callable[[PeerCredentials], Awaitable[None]], max_connections: int = 16
+        self, path: Path, gid: int, handler: Handler, *, on_refused: Callable[[PeerCredentials, str], Awaitable[None]], max_connections: int = 16
     ) -> None:
         self._path = path
         self._gid = gid
@@ -115,11 +115,16 @@ class ConsoleServer:
         conn = Connection(reader, writer)
         try:
             creds = peer_credentials(writer.get_extra_info("socket"))
-            if not self.allowed(creds) or len(self._tasks) >= self._slots:
+            refusal = None
+            if not self.allowed(creds):
+                refusal = "not a member of the console group"
+            elif len(self._tasks) >= self._slots:
+                refusal = "too many console connections"
+            if refusal is not None:
                 # Nothing is read from a refused peer: the refusal is written and the socket closed.
-                await self._on_refused(creds)
+                await self._on_refused(creds, refusal)
                 with contextlib.suppress(ConnectionError):
-                    await conn.send(encode_response(failed(0, E_PEER_REFUSED, "not a member of the console group")))
+                    await conn.send(encode_response(failed(0, E_PEER_REFUSED, refusal)))
                 return
             self._tasks.add(task)
             await self._handler(creds, conn)

@@ -86,9 +86,9 @@ class ConsoleService:
             self._server = None
         await asyncio.to_thread(self.services.residents.close)
 
-    async def _refused(self, creds: PeerCredentials) -> None:
-        log.warning("console peer refused: uid=%d gid=%d", creds.uid, creds.gid, extra=event("console.peer_refused"))
-        await self._audit.record("console.peer_refused", actor=f"peer:{creds.describe()}", detail={"gid": creds.gid})
+    async def _refused(self, creds: PeerCredentials, reason: str) -> None:
+        log.warning("console peer refused (%s): uid=%d gid=%d", reason, creds.uid, creds.gid, extra=event("console.peer_refused"))
+        await self._audit.record("console.peer_refused", actor=f"peer:{creds.describe()}", detail={"gid": creds.gid, "reason": reason})
 
     # -- one connection ---------------------------------------------------------------------------
 
