@@ -49,7 +49,11 @@ class ResidentDirectory:
     def pseudonym(self, resident_code: str) -> str:
         """``resident:`` and 16 hex digits of HMAC(index key, code): stable, not reversible without the key."""
         layout.pack_code(resident_code)  # ValueError unless 11 digits
-        return "resident:" + self._keyring.index_mac().mac(_PSEUDONYM_DOMAIN + resident_code.encode("ascii")).hex()
+        try:
+            mac = self._keyring.index_mac().mac(_PSEUDONYM_DOMAIN + resident_code.encode("ascii"))
+        except HsmError:
+            raise ServiceUnavailable("the keyring is sealed") from None
+        return "resident:" + mac.hex()
 
     async def get(self, resident_code: str) -> Current | None:
         return await self._run("reading a resident", self._file.get_blocking, resident_code)
