@@ -15,6 +15,7 @@ from pathlib import Path
 from peers.cs_process import token_env
 from peers.register_stream import RegisterStream
 from peers.rig import write_config
+from storage import layout
 from tests.console.conftest import console_toml
 from tests.daemon.rig import TODAY, running_cs
 
@@ -68,7 +69,7 @@ def test_the_walkthrough_runs_as_printed(tmp_path: Path, pki, hsm_config, token,
         first = shlex.split(lines[0].replace("/etc/cs-appliance/csd.toml", str(boot_config)))
         done = await asyncio.to_thread(run, first, *stdin_for(first)[:1], env)
         assert done.returncode == 0, done.stderr
-        async with running_cs(tmp_path, pki, hsm_config, token, preload=records, extra=extra):
+        async with running_cs(tmp_path, pki, hsm_config, token, preload=records, extra=extra) as rig:
             for line in lines[1:]:
                 argv = shlex.split(line)
                 stdin, expected = stdin_for(argv)
@@ -79,6 +80,14 @@ def test_the_walkthrough_runs_as_printed(tmp_path: Path, pki, hsm_config, token,
             shell = await asyncio.to_thread(run, ["csctl", "--user", "sato", "shell"], [PW["sato"], "audit verify", "confirm 77731710239", "whoami", "exit"], env)
             assert shell.returncode == 0, shell.stderr
             outputs["shell"] = shell.stdout
+            # One byte of one entry changed: `csctl audit verify` names that entry and exits 1.
+            store = rig.daemon.store
+            with store.read() as r:
+                value = bytearray(r.get(layout.AUDIT, layout.pack_u64(5)))
+            value[8] ^= 0x01
+            store.write(lambda w: w.put(layout.AUDIT, layout.pack_u64(5), bytes(value)))
+            broken = await asyncio.to_thread(run, ["csctl", "--user", "sato", "audit", "verify"], [PW["sato"]], env)
+            assert broken.returncode == 1 and "AUDIT CHAIN BROKEN at entry 5" in broken.stdout, broken.stdout
             while_running = await asyncio.to_thread(run, first, [PW["admin"], PW["admin"]], env)
             assert while_running.returncode == 1 and "csd is running" in while_running.stderr
         again = await asyncio.to_thread(run, first, [PW["admin"], PW["admin"]], env)
