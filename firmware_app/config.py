@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from firmware_app.console.settings import DEFAULT_EXPORT_DIR, DEFAULT_GROUP, DEFAULT_SOCKET, ConsoleConfig
 from firmware_app.links.outbound import Endpoint
 from firmware_app.links.tls import TlsConfig
 from firmware_app.room.errors import RoomConfigError
@@ -79,6 +80,8 @@ class Config:
     watchdog_link_grace_s: float = 120.0
     #: The machine room (``[room]``); None when the file has no such table.
     room: RoomConfig | None = None
+    #: The operator console (``[console]``); None when the table is absent (no console socket).
+    console: ConsoleConfig | None = None
 
     def tls(self) -> TlsConfig:
         """The TLS settings, pinning every configured peer."""
@@ -259,10 +262,42 @@ def load_config(path: Path) -> Config:
         room = load_room_config(data["room"], base) if "room" in data else None
     except RoomConfigError as exc:
         raise ConfigError(str(exc)) from None
+    # console and audit (issue 5)
+    console = _console(top, base) if "console" in data else None
     top.done()
 
     return Config(
         store_path, map_size_bytes, hsm, strict, tls_cert, tls_key, tls_ca, listen_host, listen_port,
         handshake_timeout_s, peers, limits, moveout_keep_days, drain_timeout_s, retention_interval_s, retention_batch,
-        offsite_recipient, watchdog_link_grace_s, room,
+        offsite_recipient, watchdog_link_grace_s, room, console,
     )
+
+
+def _console(top: _Table, base: Path) -> ConsoleConfig:
+    """The ``[console]`` table: socket, group, idle lock, lockout, password hashing, audit, exports."""
+    t = top.table("console")
+    recipient = t.text("export_recipient", "")
+    memory_kib = t.integer("kdf_memory_kib", 65536, 8, 4 << 20)
+    lanes = t.integer("kdf_lanes", 4, 1, 64)
+    if memory_kib < 8 * lanes:
+        raise ConfigError("console.kdf_memory_kib must be at least 8 KiB per lane (console.kdf_lanes)")
+    config = ConsoleConfig(
+        socket_path=t.path("socket", base, str(DEFAULT_SOCKET)),
+        group=t.text("group", DEFAULT_GROUP),
+        idle_lock_s=t.seconds("idle_lock_s", 300.0, 1.0, 86400.0),
+        lockout_failures=t.integer("lockout_failures", 10, 1, 100),
+        password_min_chars=t.integer("password_min_chars", 12, 8, 128),
+        login_attempts_per_connection=t.integer("login_attempts_per_connection", 3, 1, 100),
+        max_connections=t.integer("max_connections", 16, 1, 1024),
+        kdf_memory_kib=memory_kib,
+        kdf_iterations=t.integer("kdf_iterations", 3, 1, 100),
+        kdf_lanes=lanes,
+        audit_retention_days=t.integer("audit_retention_days", 1826, 1, 36500),
+        audit_flush_interval_s=t.seconds("audit_flush_interval_s", 0.2, 0.001, 60.0),
+        audit_checkpoint_interval_s=t.seconds("audit_checkpoint_interval_s", 60.0, 0.0, 86400.0),
+        export_dir=t.path("export_dir", base, str(DEFAULT_EXPORT_DIR)),
+        export_recipient=(Path(recipient) if Path(recipient).is_absolute() else base / recipient) if recipient else None,
+        export_approval_valid_s=t.seconds("export_approval_valid_s", 86400.0, 1.0, 30 * 86400.0),
+    )
+    t.done()
+    return config

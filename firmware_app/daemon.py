@@ -21,6 +21,8 @@ import sys
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
+from firmware_app.audit.errors import AuditError
+from firmware_app.audit.trail import AuditTrail, TrailSettings
 from firmware_app.clock import Clock, SystemClock
 from firmware_app.config import Config, ConfigError, load_config
 from firmware_app.hygiene import HygieneError, apply_process_hygiene, lock_memory
@@ -33,7 +35,6 @@ from firmware_app.links.messages import MessageCodec
 from firmware_app.links.national_query import NationalQueryClient
 from firmware_app.links.outbound import OutboundLink
 from firmware_app.links.server import LinkServer
-from firmware_app.room.audit import AuditSink
 from firmware_app.room.errors import RoomError
 from firmware_app.room.service import RoomService
 from firmware_app.service.errors import ServiceUnavailable
@@ -67,6 +68,7 @@ EXIT_STORAGE = 4
 EXIT_LINKS = 5
 EXIT_HYGIENE = 6
 EXIT_ROOM = 7
+EXIT_CONSOLE = 8
 
 
 class StartFailed(Exception):
@@ -111,9 +113,18 @@ class Daemon:
         self._watchdog_interval_s = watchdog_interval_s
         self.watchdog: WatchdogService | None = None
         self._watchdog_task: asyncio.Task[None] | None = None
-        # The machine room (issue 6): started after the links, stopped before the store closes.
+        # The machine room (issue 6): started after the links (its audit sink is the trail),
+        # stopped before the store closes.
         self.room: RoomService | None = None
-        self.room_audit: AuditSink | None = None  # the audit trail, when the console branch provides one
+        # console and audit (issue 5): the trail runs whenever the service does; the console only
+        # with a [console] table; it reaches the room through ``room`` (a RoomPort).
+        self.signer: Signer | None = None
+        self.audit: AuditTrail | None = None
+        self.console: object | None = None
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
     # -- start ----------------------------------------------------------------------------------
 
@@ -123,11 +134,13 @@ class Daemon:
             await asyncio.to_thread(self._open_storage)
             await asyncio.to_thread(self._open_hsm)
             self._build_service()
+            await self._start_audit()
             try:
                 await self._start_links()
             except (OSError, LinkError) as exc:
                 raise StartFailed(f"links could not start: {type(exc).__name__}: {exc}", EXIT_LINKS) from None
             await self._start_room()
+            await self._start_console()
         except BaseException:
             await self.stop()
             raise
@@ -182,12 +195,13 @@ class Daemon:
             moveout_keep_days=self.config.moveout_keep_days,
         )
         retention = RetentionSweep(self.store, self.keyring, intake, self._clock, batch=self.config.retention_batch)
+        self.signer = Signer(self._token, SIGNING_LABEL)
         self.gateway = Gateway(
             store=self.store,
             keyring=self.keyring,
             intake=intake,
             outboxes=outboxes,
-            signer=Signer(self._token, SIGNING_LABEL),
+            signer=self.signer,
             retention=retention,
         )
 
@@ -220,15 +234,53 @@ class Daemon:
             self.national_query = NationalQueryClient(national.endpoint, cfg.tls_for("national"), codec)
 
     async def _start_room(self) -> None:
-        """The machine room, if configured; a broker not yet reachable is retried, not fatal."""
+        """The machine room, if configured; a broker not yet reachable is retried, not fatal.
+        Every room event and alarm goes to the audit trail."""
         if self.config.room is None:
             return
         assert self.store is not None
-        self.room = RoomService(self.config.room, self.store, self._clock, audit=self.room_audit)
+        self.room = RoomService(self.config.room, self.store, self._clock, audit=self.audit)
         try:
             await self.room.start()
         except (RoomError, OSError) as exc:
             raise StartFailed(f"machine room could not start: {exc}", EXIT_ROOM) from None
+
+    # -- console and audit (issue 5) ---------------------------------------------------------------
+
+    async def _start_audit(self) -> None:
+        assert self.store is not None and self.signer is not None
+        console = self.config.console
+        settings = TrailSettings(
+            flush_interval_s=console.audit_flush_interval_s, checkpoint_interval_s=console.audit_checkpoint_interval_s,
+            retention_days=console.audit_retention_days,
+        ) if console is not None else TrailSettings()
+        self.audit = AuditTrail(self.store, self.signer, self._clock, settings)
+        try:
+            await self.audit.start()
+        except AuditError as exc:
+            raise StartFailed(f"audit trail could not be opened: {exc}", EXIT_STORAGE) from None
+        await self.audit.record("csd.started", actor="system")
+
+    async def _start_console(self) -> None:
+        if self.config.console is None:
+            return
+        from firmware_app.console.errors import ConsoleError
+        from firmware_app.console.service import build_console
+
+        assert self.audit is not None
+        try:
+            self.console = console = build_console(self.config.console, self, self.audit, self.room)
+            await console.start()
+        except (ConsoleError, OSError) as exc:
+            raise StartFailed(f"console could not start: {exc}", EXIT_CONSOLE) from None
+
+    async def _stop_audit(self) -> None:
+        if self.audit is not None:
+            with contextlib.suppress(Exception):
+                await self.audit.record("csd.stopped", actor="system")
+            with contextlib.suppress(Exception):
+                await _bounded("flushing the audit trail", self.audit.stop(), _STEP_MARGIN_S)
+            self.audit = None
 
     def _start_watchdog(self) -> None:
         assert self.gateway is not None and self.keyring is not None
@@ -254,9 +306,17 @@ class Daemon:
         and retried at the next interval (the engine is idempotent)."""
         while True:
             try:
-                await self.run_retention()
+                report = await self.run_retention()
+                if self.audit is not None:
+                    deleted = await self.audit.run_retention()
+                    await self.audit.record("retention.run", actor="system", detail={
+                        "history_versions": report.history_versions, "moveout_certificates": report.moveout_certificates,
+                        "destination_records": report.destination_records, "epochs_destroyed": len(report.epochs_destroyed),
+                        "audit_entries": deleted["deleted"]})
             except ServiceUnavailable as exc:
                 log.error("retention run failed: %s", exc, extra=event("retention.failed"))
+            except Exception as exc:  # noqa: BLE001 - the audit trail's failure is logged by it; retried next interval
+                log.error("retention run failed: %s", type(exc).__name__, extra=event("retention.failed"))
             await asyncio.sleep(self.config.retention_interval_s)
 
     async def run_retention(self) -> RetentionReport:
@@ -298,6 +358,9 @@ class Daemon:
         self.ready = False
         self._stopping = True
         drain_s = self.config.drain_timeout_s
+        if self.console is not None:
+            await _bounded("closing the console", self.console.stop(), _STEP_MARGIN_S)  # type: ignore[attr-defined]
+            self.console = None
         if self.server is not None:
             await self.server.stop_accepting()
             for session in list(self._sessions):
@@ -310,6 +373,7 @@ class Daemon:
         if self.room is not None:
             await _bounded("stopping the machine room", self.room.stop(), _STEP_MARGIN_S)
             self.room = None
+        await self._stop_audit()
         if self.gateway is not None:
             with contextlib.suppress(Exception):
                 await _bounded("recording acknowledgements", self.gateway.flush_acks(), _STEP_MARGIN_S)

@@ -108,6 +108,17 @@ CATALOG: Mapping[str, str] = MappingProxyType(
         "room.osdp.card_unreadable": "A card read failed its Wiegand checks and was dropped.",
         "room.osdp.event_refused": "A malformed OSDP event from a reader was dropped.",
         "room.osdp.stop_overrun": "The OSDP poll thread did not stop within its bound.",
+        # console and audit
+        "audit.failed": "An audit trail write, checkpoint or read failed; the console refuses until it works.",
+        "audit.checkpoint": "The head of the audit chain was signed by the HSM key (seq in the message).",
+        "audit.verify_failed": "Audit verification found a broken chain; the message names the first entry.",
+        "audit.retention": "Audit entries past the retention period were deleted; a signed anchor keeps the rest verifiable.",
+        "console.listening": "The operator console socket is listening.",
+        "console.socket_group": "The console socket could not be given the console group.",
+        "console.peer_refused": "A process outside the console group connected and was refused unread.",
+        "console.account_locked": "An operator account locked after repeated wrong passwords.",
+        "console.command_failed": "A console command failed unexpectedly (its type is logged, never its data).",
+        "console.audit_unavailable": "A console request was refused because the audit trail could not record it.",
     }
 )
 

@@ -24,8 +24,17 @@ EXPIRY = "expiry"  # due8 ‖ class1 ‖ key → b"" (what else falls due: move-
 ROOM_ALARMS = "room_alarms"  # alarm ID (UTC time-ordered ASCII) → JSON alarm (machine room)
 ROOM_RECORD = "room_record"  # time_us8 ‖ seq4 → JSON row of the physical-access record
 
+# console and audit
+OPERATORS = "operators"  # operator ID (ASCII) → msgpack(operator record)
+AUDIT = "audit"  # seq8 → msgpack(audit entry) ‖ chain hash (32)
+AUDIT_CHECKPOINTS = "audit_cp"  # seq8 → msgpack(signed checkpoint over the chain through seq)
+EXPORTS = "exports"  # export id (u64) → msgpack(export request under the two-person rule)
+
 INDEXES = (IX_NUMBER, IX_KANA, IX_KANJI, IX_BIRTH, IX_ADDR)
-PLAIN = (IDENTITY, HISTORY, HISTORY_INDEX, KEYS, META, OUTBOX_PREF, OUTBOX_NATIONAL, INBOX, MOVEOUT, EXPIRY, ROOM_ALARMS, ROOM_RECORD)
+PLAIN = (
+    IDENTITY, HISTORY, HISTORY_INDEX, KEYS, META, OUTBOX_PREF, OUTBOX_NATIONAL, INBOX, MOVEOUT, EXPIRY,
+    ROOM_ALARMS, ROOM_RECORD, OPERATORS, AUDIT, AUDIT_CHECKPOINTS, EXPORTS,
+)
 OUTBOXES = (OUTBOX_PREF, OUTBOX_NATIONAL)
 ALL = PLAIN + INDEXES
 

@@ -102,6 +102,11 @@ class Reader:
                 return
             yield key, value
 
+    def last(self, db: str) -> tuple[bytes, bytes] | None:
+        """The entry with the greatest key, or None when ``db`` is empty."""
+        cursor = self._txn.cursor(self._dbs[db])
+        return (cursor.key(), cursor.value()) if cursor.last() else None
+
     def dup_count(self, db: str, key: bytes) -> int:
         """How many values a duplicate-sorted index holds at ``key``."""
         cursor = self._txn.cursor(self._dbs[db])

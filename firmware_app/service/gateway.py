@@ -190,6 +190,12 @@ class Gateway:
             raise ServiceUnavailable("no retention engine configured")
         return await self._run(self._sweeper, "running retention", self._retention.run_blocking)
 
+    async def retention_reports(self) -> list[RetentionReport]:
+        """The reports of past retention runs (counts only), oldest first."""
+        if self._retention is None:
+            raise ServiceUnavailable("no retention engine configured")
+        return await self._run(self._readers, "reading retention reports", self._retention.reports_blocking)
+
     # -- consistency check --------------------------------------------------------------------------
 
     async def check_data(self, context: bytes) -> AsyncIterator[bytes | tuple[str, bytes]]:

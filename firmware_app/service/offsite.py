@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -38,9 +38,19 @@ from firmware_app.service.backup import BACKUP_FILES
 from firmware_app.service.backup_files import fsync_dir, is_empty_dir, temporary_sibling
 from firmware_app.service.backup_manifest import BackupError, BackupRejected
 
-__all__ = ["CHUNK_BYTES", "generate_recipient_keypair", "open_offsite_blocking", "seal_offsite_blocking"]
+__all__ = [
+    "CHUNK_BYTES",
+    "generate_recipient_keypair",
+    "open_offsite_blocking",
+    "open_parts_blocking",
+    "seal_offsite_blocking",
+    "seal_parts_blocking",
+]
 
 MAGIC = b"CSOFFSIT"
+EXPORT_MAGIC = b"CSEXPORT"
+#: The largest part of an export (a check-data chunk is ~140 KB; a report a few MB).
+MAX_PART_BYTES = 64 * 1024 * 1024
 VERSION = 1
 CHUNK_BYTES = 1024 * 1024
 MIN_CHUNK_BYTES = 4096
@@ -67,31 +77,69 @@ def seal_offsite_blocking(backup_dir: Path, recipient_public_key_pem: bytes, out
     The backup is not verified here (that needs the CS public key; ``cs-backup`` verifies first):
     the seal carries whatever the directory holds, and the restore verifies after opening.
     """
-    if not MIN_CHUNK_BYTES <= chunk_bytes <= MAX_CHUNK_BYTES:
-        raise ValueError("chunk size out of range")
-    recipient = _load_public(recipient_public_key_pem)
     for name in BACKUP_FILES:
         if not (backup_dir / name).is_file():
             raise BackupRejected(f"backup is missing {name}")
+    return _seal_stream(MAGIC, _archive(backup_dir), recipient_public_key_pem, out_file, chunk_bytes)
+
+
+def seal_parts_blocking(parts: Iterable[tuple[str, bytes]], recipient_public_key_pem: bytes, out_file: Path, *, chunk_bytes: int = CHUNK_BYTES) -> int:
+    """Seal named in-memory parts (an export of personal data) to the recipient, in the same
+    construction as an off-site backup but its own magic; ``out_file`` is created 0600 and must not
+    exist.  Parts are consumed one at a time, so a long export never sits whole in memory."""
+    return _seal_stream(EXPORT_MAGIC, _parts_archive(parts), recipient_public_key_pem, out_file, chunk_bytes)
+
+
+def open_parts_blocking(sealed_file: Path, recipient_private_key_pem: bytes) -> list[tuple[str, bytes]]:
+    """The named parts of a sealed export (the recipient's side, off the appliance; and tests)."""
+    with open(sealed_file, "rb", buffering=0) as f:
+        stream = _PlainStream(f, _load_private(recipient_private_key_pem), magic=EXPORT_MAGIC)
+        parts = []
+        while (tag := stream.read(1)) == b"F":
+            (name_len,) = _NAME.unpack(stream.read(_NAME.size))
+            name = stream.read(name_len).decode("utf-8", "replace")
+            (size_bytes,) = _SIZE.unpack(stream.read(_SIZE.size))
+            if size_bytes > MAX_PART_BYTES:
+                raise BackupRejected("export archive is malformed (part too large)")
+            parts.append((name, stream.read(size_bytes)))
+        if tag != b"E" or not stream.at_end():
+            raise BackupRejected("export archive is malformed (entry tag or data after its end)")
+    return parts
+
+
+def _seal_stream(magic: bytes, pieces: Iterator[bytes], recipient_public_key_pem: bytes, out_file: Path, chunk_bytes: int) -> int:
+    if not MIN_CHUNK_BYTES <= chunk_bytes <= MAX_CHUNK_BYTES:
+        raise ValueError("chunk size out of range")
+    recipient = _load_public(recipient_public_key_pem)
     ephemeral = X25519PrivateKey.generate()
     ephemeral_raw = ephemeral.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    header = _HEADER.pack(MAGIC, VERSION, chunk_bytes, ephemeral_raw)
+    header = _HEADER.pack(magic, VERSION, chunk_bytes, ephemeral_raw)
     aead = AESGCM(_derive_key(ephemeral.exchange(recipient), header, recipient))
     tmp = out_file.with_name(f".{out_file.name}.partial-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(header)
-            _write_chunks(f, aead, header, chunk_bytes, _archive(backup_dir))
+            _write_chunks(f, aead, header, chunk_bytes, pieces)
             os.fsync(f.fileno())
         if out_file.exists():
-            raise BackupError("off-site output file exists already")
+            raise BackupError("output file exists already")
         os.rename(tmp, out_file)
         fsync_dir(out_file.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
     return out_file.stat().st_size
+
+
+def _parts_archive(parts: Iterable[tuple[str, bytes]]) -> Iterator[bytes]:
+    for name, data in parts:
+        encoded = name.encode("utf-8")
+        if len(data) > MAX_PART_BYTES:
+            raise BackupError("export part too large")
+        yield b"F" + _NAME.pack(len(encoded)) + encoded + _SIZE.pack(len(data))
+        yield data
+    yield b"E"
 
 
 def open_offsite_blocking(sealed_file: Path, recipient_private_key_pem: bytes, out_dir: Path) -> list[str]:
@@ -184,12 +232,13 @@ def _write_chunks(f: BinaryIO, aead: AESGCM, header: bytes, chunk_bytes: int, pi
 class _PlainStream:
     """The authenticated plaintext of an off-site file, read in order; refuses what does not open."""
 
-    def __init__(self, f: BinaryIO, private: X25519PrivateKey) -> None:
+    def __init__(self, f: BinaryIO, private: X25519PrivateKey, *, magic: bytes = MAGIC) -> None:
         header = f.read(_HEADER.size)
         if len(header) != _HEADER.size:
             raise BackupRejected("off-site file is too short for its header")
+        expected_magic = magic
         magic, version, chunk_bytes, ephemeral_raw = _HEADER.unpack(header)
-        if magic != MAGIC:
+        if magic != expected_magic:
             raise BackupRejected("off-site file header is malformed (not an off-site backup)")
         if version != VERSION:
             raise BackupRejected(f"off-site file version {version} is not one this software reads")

@@ -1,0 +1,1 @@
+"""The tamper-evident audit trail: an append-only hash chain with HSM-signed checkpoints."""

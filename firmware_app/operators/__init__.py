@@ -1,0 +1,1 @@
+"""Operators of the console: roles and rights, password rules, lockout, and their store."""
