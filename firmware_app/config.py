@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_app.console.settings import DEFAULT_EXPORT_DIR, DEFAULT_GROUP, DEFAULT_SOCKET, ConsoleConfig
+from firmware_app.config_paths import config_path
 from firmware_app.links.outbound import Endpoint
 from firmware_app.links.tls import TlsConfig
 from firmware_app.room.errors import RoomConfigError
@@ -130,8 +131,10 @@ class _Table:
 
     def path(self, key: str, base: Path, default: Any = None) -> Path:
         value = self._get(key, str, _REQUIRED if default is None else default)
-        path = Path(value)
-        return path if path.is_absolute() else base / path
+        try:
+            return config_path(value, base)
+        except ValueError as exc:
+            raise ConfigError(f"{self._section}.{key} {exc}") from None
 
     def integer(self, key: str, default: int, low: int, high: int) -> int:
         value = self._get(key, int, default)

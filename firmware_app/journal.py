@@ -114,7 +114,7 @@ CATALOG: Mapping[str, str] = MappingProxyType(
         "audit.verify_failed": "Audit verification found a broken chain; the message names the first entry.",
         "audit.retention": "Audit entries past the retention period were deleted; a signed anchor keeps the rest verifiable.",
         "console.listening": "The operator console socket is listening.",
-        "console.socket_group": "The console socket could not be given the console group.",
+        "console.socket_group": "How the console socket admits only the console group (its group, or its directory's under PrivateUsers).",
         "console.peer_refused": "A process outside the console group connected and was refused unread.",
         "console.account_locked": "An operator account locked after repeated wrong passwords.",
         "console.command_failed": "A console command failed unexpectedly (its type is logged, never its data).",

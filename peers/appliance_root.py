@@ -21,7 +21,7 @@ __all__ = ["StagedRoot", "stage_root"]
 
 STATE = Path("var/lib/cs-appliance")
 ETC = Path("etc/cs-appliance")
-CREDENTIALS = Path("/run/credentials/cs-appliance.service")
+CREDENTIALS = "${CREDENTIALS_DIRECTORY}"  # the unit's LoadCredential= files, wherever systemd puts them
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,10 @@ port = {listen_port}
 [links]
 backoff_initial_s = 0.05
 backoff_max_s = 0.5
+
+[console]
+socket = "/run/cs-appliance-console/console.sock"
+group = "cs-console"
 {extra_config}""",
         encoding="utf-8",
     )

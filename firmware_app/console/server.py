@@ -1,5 +1,13 @@
 """The Unix-socket adapter: checks the peer's credentials (SO_PEERCRED and SO_PEERGROUPS) against
-the console group BEFORE reading a byte, then passes frames to the dispatcher."""
+the console group BEFORE reading a byte, then passes frames to the dispatcher.
+
+Under the shipped unit (``PrivateUsers=yes``) csd runs in a user namespace that maps only root and
+its own user and group: the console group and every operator's ids read as the overflow id there,
+so the daemon cannot check the group itself and cannot chown the socket to it.  The check is then
+the kernel's, on the file system, before the connection exists: the socket's directory is
+``2750 cs-appliance:cs-console`` (tmpfiles.d, setgid, so the socket inherits the group) and the
+socket ``0660``; a process outside the group gets EACCES from ``connect()``.  The daemon detects
+the case from ``/proc/self/gid_map`` and says so once at start."""
 
 from __future__ import annotations
 
@@ -36,6 +44,23 @@ class PeerCredentials:
 
     def describe(self) -> str:
         return f"uid={self.uid},pid={self.pid}"
+
+
+def gid_mapped(gid: int, gid_map: str | None = None) -> bool:
+    """True when ``gid`` (as the system's group database names it) is mapped in this process's
+    user namespace (``/proc/self/gid_map``: inside, outside, count per line)."""
+    if gid_map is None:
+        try:
+            gid_map = Path("/proc/self/gid_map").read_text()
+        except OSError:
+            return True  # no user namespaces here: ids are the system's
+    for line in gid_map.splitlines():
+        fields = line.split()
+        if len(fields) == 3:
+            inside, outside, count = (int(f) for f in fields)
+            if inside == outside and outside <= gid < outside + count:
+                return True
+    return False
 
 
 def peer_credentials(sock: socket.socket) -> PeerCredentials:
@@ -92,8 +117,12 @@ class ConsoleServer:
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = max_connections
+        #: False under PrivateUsers=yes: the kernel's permission check on the socket is the gate.
+        self.checks_groups = gid_mapped(gid)
 
     def allowed(self, creds: PeerCredentials) -> bool:
+        if not self.checks_groups:
+            return True  # connect() already required the console group (module docstring)
         return creds.gid == self._gid or self._gid in creds.groups
 
     async def start(self) -> None:
@@ -103,10 +132,16 @@ class ConsoleServer:
                 self._path.unlink()  # a stale socket of an earlier run
         self._server = await asyncio.start_unix_server(self._accept, path=str(self._path))
         os.chmod(self._path, 0o660)
-        try:
-            os.chown(self._path, -1, self._gid)
-        except PermissionError:
-            log.warning("console socket could not be given group %d; its directory's group applies", self._gid, extra=event("console.socket_group"))
+        if self.checks_groups:
+            try:
+                os.chown(self._path, -1, self._gid)
+            except PermissionError:
+                log.warning("console socket could not be given group %d; its directory's group applies", self._gid, extra=event("console.socket_group"))
+        else:
+            log.info(
+                "console group %d is not mapped in this user namespace (PrivateUsers=yes): the socket's "
+                "directory permissions admit its members only", self._gid, extra=event("console.socket_group"),
+            )
         log.info("console listening on %s", self._path, extra=event("console.listening"))
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from firmware_app.config_paths import config_path
 from firmware_app.room.errors import RoomConfigError
 from firmware_app.room.osdp.settings import OsdpConfig, load_osdp_config
 
@@ -221,7 +222,7 @@ def load_room_config(data: Any, base: Path) -> RoomConfig:
         if door.camera is not None and door.camera not in cameras:
             raise RoomConfigError(f"room.doors: door {door.name!r} names an unknown camera")
     badges = top.text("badges", "", max_chars=4096)
-    badges_path = _path(badges, base)
+    badges_path = _path(badges, base, "room.badges")
     mqtt = _mqtt(top, base) if "mqtt" in top.data else None
     top.get("mqtt", dict, {})
     schedule = _schedule(_Keys(top.get("schedule", dict, {}), "room.schedule"))
@@ -250,10 +251,13 @@ def load_room_config(data: Any, base: Path) -> RoomConfig:
     return config
 
 
-def _path(text: str, base: Path) -> Path | None:
+def _path(text: str, base: Path, key: str) -> Path | None:
     if not text:
         return None
-    return Path(text) if Path(text).is_absolute() else base / text
+    try:
+        return config_path(text, base)
+    except ValueError as exc:
+        raise RoomConfigError(f"{key} {exc}") from None
 
 
 def _unique(seen: dict[str, Any], name: str, section: str) -> None:
@@ -271,7 +275,7 @@ def _mqtt(top: _Keys, base: Path) -> MqttConfig:
         port=t.integer("port", 1883, 1, 65535),
         client_id=t.name("client_id", "cs-room"),
         username=t.name("username", "cs-room"),
-        password_file=_path(t.text("password_file", "", max_chars=4096), base),
+        password_file=_path(t.text("password_file", "", max_chars=4096), base, "room.mqtt.password_file"),
         zigbee_prefix=t.name("zigbee_prefix", "zigbee2mqtt"),
         frigate_prefix=t.name("frigate_prefix", "frigate"),
         onvif_prefixes=tuple(prefixes),

@@ -246,6 +246,43 @@ def test_daemon_process_is_confined_and_secrets_are_credentials(site: Site) -> N
     assert re.search(r"^Max core file size\s+0\s+0\s", limits, re.M)
 
 
+CSCTL = "/opt/cs-appliance/venv/bin/csctl"
+ADMIN_PASSWORD = "synthetic-Pw-for-the-2026-test"  # synthetic, test-only
+
+
+def test_console_bootstrap_and_group_gate_under_private_users(site: Site) -> None:
+    """The first security admin is made with csd stopped, as the service user with the PIN as a
+    credential (``systemd-run``, as docs/console.md says); then, with csd under PrivateUsers=yes,
+    an operator in the console group logs in and one outside it is refused by connect()."""
+    c = site.container
+    c.run("systemctl", "stop", UNIT, timeout_s=90)
+    made = c.run(
+        "systemd-run", "--wait", "--pipe", "--quiet", "--service-type=exec",
+        "-p", "User=cs-appliance", "-p", "Group=cs-appliance", "-p", "StateDirectory=cs-appliance",
+        "-p", "LoadCredential=hsm-pin:/etc/cs-appliance/credentials/hsm-pin",
+        CSCTL, "--password-stdin", "bootstrap-admin", "--config", "/etc/cs-appliance/csd.toml", "admin",
+        input_text=ADMIN_PASSWORD + "\n", check=False, timeout_s=120,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    c.run("systemctl", "start", UNIT, timeout_s=120)
+    journal = c.journal(UNIT)
+    assert "is not mapped in this user namespace" in journal, journal[-2000:]
+    c.run("useradd", "--no-create-home", "--groups", "cs-console", "op-member")
+    c.run("useradd", "--no-create-home", "op-outsider")
+    member = c.run(
+        "runuser", "-u", "op-member", "--", CSCTL, "--user", "admin", "--password-stdin", "--json", "whoami",
+        input_text=ADMIN_PASSWORD + "\n", check=False, timeout_s=60,
+    )
+    assert member.returncode == 0, member.stdout + member.stderr
+    assert json.loads(member.stdout)["operator"] == "admin"
+    outsider = c.run(
+        "runuser", "-u", "op-outsider", "--", CSCTL, "--user", "admin", "--password-stdin", "whoami",
+        input_text=ADMIN_PASSWORD + "\n", check=False, timeout_s=60,
+    )
+    assert outsider.returncode == 3, outsider.stdout + outsider.stderr
+    assert ADMIN_PASSWORD not in c.journal(None, output="export") + member.stdout + outsider.stdout + outsider.stderr
+
+
 def test_journal_entries_are_structured(site: Site) -> None:
     c = site.container
     entries = [json.loads(line) for line in c.journal(UNIT, output="json").splitlines() if line.startswith("{")]

@@ -450,13 +450,37 @@ def test_config_error_is_a_value_error() -> None:
     assert issubclass(ConfigError, ValueError)
 
 
-def test_the_documented_example_loads() -> None:
+def test_the_documented_example_loads(monkeypatch) -> None:
     from pathlib import Path
 
     from firmware_app.config import load_config
 
     example = Path(__file__).resolve().parents[2] / "docs" / "csd.example.toml"
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", "/run/credentials/cs-appliance.service")
     config = load_config(example)
+    assert config.hsm.pin_file == Path("/run/credentials/cs-appliance.service/hsm-pin")
+    assert config.tls_key == Path("/run/credentials/cs-appliance.service/cs-key.pem")
     assert set(config.peers) == {"register", "prefecture", "national"}
     assert config.outbound() == {"prefecture": "prefecture", "card_system": "national"}
     assert config.drain_timeout_s == 10
+
+
+def test_a_credential_path_needs_the_credentials_directory(tmp_path, monkeypatch) -> None:
+    """``${CREDENTIALS_DIRECTORY}/NAME`` is the credential systemd passed to this process; without
+    one the configuration is refused, naming the key."""
+    from firmware_app.config import ConfigError
+    from firmware_app.config_paths import config_path
+
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    with pytest.raises(ValueError, match="no credentials were passed"):
+        config_path("${CREDENTIALS_DIRECTORY}/hsm-pin", tmp_path)
+    assert config_path("${CREDENTIALS_DIRECTORY}/hsm-pin", tmp_path, {"CREDENTIALS_DIRECTORY": "/run/c/u"}) == Path("/run/c/u/hsm-pin")
+    assert config_path("rel/x", tmp_path, {}) == tmp_path / "rel/x"
+    assert config_path("/abs/x", tmp_path, {}) == Path("/abs/x")
+    assert config_path("${CREDENTIALS_DIRECTORY_X}/y", tmp_path, {}) == tmp_path / "${CREDENTIALS_DIRECTORY_X}/y"
+    message = refused(tmp_path, edited(MINIMAL, "hsm.pin_file", "${CREDENTIALS_DIRECTORY}/hsm-pin"))
+    assert message.startswith("hsm.pin_file names ${CREDENTIALS_DIRECTORY}")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "creds"))
+    config = load_config(write(tmp_path, edited(MINIMAL, "hsm.pin_file", "${CREDENTIALS_DIRECTORY}/hsm-pin")))
+    assert config.hsm.pin_file == tmp_path / "creds" / "hsm-pin"
+    assert not issubclass(ConfigError, KeyError)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from firmware_app.config_paths import config_path
 from firmware_app.room.osdp.errors import OsdpConfigError
 
 __all__ = ["BAUD_RATES", "OsdpConfig", "ReaderConfig", "load_osdp_config"]
@@ -97,7 +98,10 @@ def _reader(data: Any, section: str, base: Path) -> ReaderConfig:
     key_text = _get(t, section, "key_file", str)
     if not key_text or len(key_text) > 4096 or not key_text.isprintable():
         raise OsdpConfigError(f"{section}.key_file must be a file path")
-    key_file = Path(key_text) if Path(key_text).is_absolute() else base / key_text
+    try:
+        key_file = config_path(key_text, base)
+    except ValueError as exc:
+        raise OsdpConfigError(f"{section}.key_file {exc}") from None
     contact, rex = _get(t, section, "contact_input", int, 0), _get(t, section, "rex_input", int, 1)
     for key, value in (("contact_input", contact), ("rex_input", rex)):
         if not 0 <= value < _MAX_INPUTS:
