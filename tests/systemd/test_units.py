@@ -33,7 +33,6 @@ from firmware_app.hygiene import secret_variable_names
 ROOT = Path(__file__).resolve().parents[2]
 UNIT_DIR = ROOT / "systemd"
 DAEMON = "cs-appliance.service"
-CREDENTIALS = Path("/run/credentials/cs-appliance.service")
 CREDENTIAL_SOURCES = Path("/etc/cs-appliance/credentials")
 ANALYZE = shutil.which("systemd-analyze")
 
@@ -252,9 +251,9 @@ def test_pin_and_tls_key_are_credentials_matching_the_config_example() -> None:
     example = tomllib.loads((ROOT / "docs/csd.example.toml").read_text())
     paths = {"hsm.pin_file": example["hsm"]["pin_file"], "tls.key": example["tls"]["key"], "tls.cert": example["tls"]["cert"]}
     for key, text in paths.items():
-        path = Path(text)
-        assert path.parent == CREDENTIALS, f"{key} must point into {CREDENTIALS}"
-        assert path.name in creds, f"{key}: the unit has no LoadCredential={path.name}:…"
+        assert text.startswith("${CREDENTIALS_DIRECTORY}/"), f"{key} must name a credential: ${{CREDENTIALS_DIRECTORY}}/NAME"
+        name = text.removeprefix("${CREDENTIALS_DIRECTORY}/")
+        assert name in creds, f"{key}: the unit has no LoadCredential={name}:…"
     assert {"hsm-pin", "cs-key.pem"} <= set(creds)
 
 
