@@ -5,10 +5,13 @@
 # came, 1 when the boot failed or timed out.  The image's files are not changed (the state
 # partition is copied).  About 2–3 minutes here.
 #
-#   image/boot-test.sh OUT_DIR [TIMEOUT_S]
+#   image/boot-test.sh OUT_DIR [TIMEOUT_S [ALSO]]
+#
+# ALSO: a further text to wait for on the console (the test site's "SANDBOX-PROBE " line).
 set -euo pipefail
-out=${1:?usage: image/boot-test.sh OUT_DIR [TIMEOUT_S]}
+out=${1:?usage: image/boot-test.sh OUT_DIR [TIMEOUT_S [ALSO]]}
 timeout_s=${2:-600}
+also=${3:-}
 command -v qemu-system-x86_64 >/dev/null || { echo "boot-test: qemu-system-x86_64 is missing (apt-get install qemu-system-x86)" >&2; exit 1; }
 run=$(mktemp -d)
 trap 'kill "$qemu" 2>/dev/null || true; rm -rf "$run"' EXIT
@@ -25,7 +28,7 @@ qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m 1536 -smp 2 \
 qemu=$!
 ready='cs-appliance: csd is ready (READY=1)'
 while [ $(( $(date +%s) - t0 )) -lt "$timeout_s" ]; do
-    if grep -qF "$ready" "$console"; then
+    if grep -qF "$ready" "$console" && { [ -z "$also" ] || grep -qF "$also" "$console"; }; then
         echo "boot-test: READY=1 after $(( $(date +%s) - t0 )) s (console: $console)"
         exit 0
     fi

@@ -15,8 +15,10 @@
 #   SHA256SUMS            of everything above
 #
 # --test-site stages a provisioned test site on the state partition (a fresh SoftHSM2 token, test
-# PKI, 1,000 synthetic residents; no peers), so that csd reaches ready at boot; without it the state
-# partition holds no site configuration and csd waits for the integrator (systemd/README.md).
+# PKI, 1,000 synthetic residents; no peers), so that csd reaches ready at boot, and adds the test
+# sandbox probe (cs-sandbox-probe.service: csd's sandbox running tests/appliance/sandbox_probe.py,
+# its result on the console); without it the state partition holds no site configuration and csd
+# waits for the integrator (systemd/README.md).
 #
 # Reproducible: file times are clamped to SOURCE_DATE_EPOCH (default: the last commit's time) and
 # mksquashfs/mkfs.ext4 are given fixed times, UUIDs and hash seeds; what still differs between two
@@ -50,7 +52,7 @@ systemctl --root="$root" enable cs-appliance-ready.service >&2
 
 if [ "$test_site" = "--test-site" ]; then
     echo "build: staging a test site (token, PKI, 1,000 synthetic residents)" >&2
-    ./.venv/bin/python -m peers.appliance_root --root "$root" --work "$work/stage" --population 1000 >&2
+    ./.venv/bin/python -m peers.appliance_root --root "$root" --work "$work/stage" --population 1000 --sandbox-probe >&2
 fi
 # The site's configuration lives on the writable partition; the root only links to it.
 mkdir -p "$root/etc/cs-appliance/credentials"

@@ -10,6 +10,7 @@ the test stands), then copied into the root with the ownership of the root's ser
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 from peers.cs_process import preload_store, provision_cs_token
 from peers.rig import Pki, make_pki
 
-__all__ = ["StagedRoot", "stage_root"]
+__all__ = ["StagedRoot", "install_sandbox_probe", "stage_root"]
 
 STATE = Path("var/lib/cs-appliance")
 ETC = Path("etc/cs-appliance")
@@ -134,6 +135,39 @@ group = "cs-console"
     return StagedRoot(root=root, pki=pki, public_key=public_key, listen_port=listen_port)
 
 
+PROBE_SOURCE = Path(__file__).resolve().parents[1] / "tests" / "appliance" / "sandbox_probe.py"
+#: An address on the loopback interface that the daemon's IP allow list (localhost) does not hold:
+#: in a VM, where IPAddressDeny= is enforced, the probe's datagram to it must be refused.
+OUTSIDE_ADDRESS = "192.0.2.1"
+
+
+def install_sandbox_probe(root: Path, *, at_boot: bool = False) -> None:
+    """``cs-sandbox-probe.service``: the shipped daemon unit's sandbox, word for word, running
+    tests/appliance/sandbox_probe.py instead of csd, with the serial port ttyS1 bound in (not in
+    its DeviceAllow=).  ``at_boot``: started at boot, its line forwarded to the console, after a
+    helper unit put OUTSIDE_ADDRESS on lo (the image's boot test)."""
+    (root / "opt/cs-test").mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROBE_SOURCE, root / "opt/cs-test/sandbox_probe.py")
+    unit = (root / "usr/lib/systemd/system/cs-appliance.service").read_text()
+    unit = re.sub(r"^ExecStart=.*$", "ExecStart=/opt/cs-appliance/venv/bin/python /opt/cs-test/sandbox_probe.py", unit, flags=re.M)
+    unit = re.sub(r"^(Type|NotifyAccess|WatchdogSec|Restart|RestartSec)=.*$", "", unit, flags=re.M)
+    service = "[Service]\nType=oneshot\nRemainAfterExit=no\nBindPaths=-/dev/ttyS1\n"
+    if at_boot:
+        service += "StandardOutput=journal+console\nSyslogLevel=notice\n"
+        unit = unit.replace("[Unit]", "[Unit]\nAfter=cs-test-address.service\nWants=cs-test-address.service", 1)
+        (root / "etc/systemd/system/cs-test-address.service").write_text(
+            "[Unit]\nDescription=test only: an address on lo outside csd's IP allow list\n\n"
+            f"[Service]\nType=oneshot\nExecStart=/usr/sbin/ip addr add {OUTSIDE_ADDRESS}/32 dev lo\n"
+        )
+        wants = root / "etc/systemd/system/multi-user.target.wants"
+        wants.mkdir(parents=True, exist_ok=True)
+        link = wants / "cs-sandbox-probe.service"
+        if not link.is_symlink():
+            link.symlink_to("/etc/systemd/system/cs-sandbox-probe.service")
+    unit = unit.replace("[Service]", service.rstrip("\n"), 1)
+    (root / "etc/systemd/system/cs-sandbox-probe.service").write_text(unit)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m peers.appliance_root --root R --work W``: stage a test site with no peers (the
     image's boot test: csd must reach ready on its own)."""
@@ -146,11 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--population", type=int, default=1000)
     parser.add_argument("--listen-port", type=int, default=7400)
+    parser.add_argument("--sandbox-probe", action="store_true", help="also run the sandbox probe at boot (test only)")
     args = parser.parse_args(argv)
     stage_root(
         args.root, args.work, population=args.population, seed=1,
         today=datetime.date.today().strftime("%Y%m%d"), listen_port=args.listen_port,
     )
+    if args.sandbox_probe:
+        install_sandbox_probe(args.root, at_boot=True)
     return 0
 
 

@@ -77,11 +77,23 @@ outcome("write_root", lambda: write_file("/probe"))
 outcome("write_state", lambda: write_file("/var/lib/cs-appliance/probe"))
 outcome("write_tmp", lambda: write_file("/tmp/probe"))
 outcome("list_home", lambda: os.listdir("/root"))
+def udp_to(address: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"probe", (address, 9))
+
+
+def open_serial() -> None:
+    os.close(os.open("/dev/ttyS1", os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK))
+
+
 outcome("af_unix", lambda: open_socket(socket.AF_UNIX))
 outcome("af_inet", lambda: open_socket(socket.AF_INET))
 outcome("af_inet6", lambda: open_socket(socket.AF_INET6))
 outcome("af_packet", lambda: open_socket(socket.AF_PACKET, socket.SOCK_RAW))
 outcome("af_netlink", lambda: open_socket(socket.AF_NETLINK, socket.SOCK_RAW))
+outcome("udp_localhost", lambda: udp_to("127.0.0.1"))
+outcome("udp_outside_allow_list", lambda: udp_to("192.0.2.1"))  # IPAddressDeny=: enforced in a VM only
+outcome("open_ttyS1", open_serial)  # bound in by the probe unit, not in DeviceAllow=: refused in a VM only
 outcome("mount", mount)
 outcome("reboot", lambda: syscall(SYS_REBOOT, 0, 0, 0, 0))
 outcome("swapon", lambda: syscall(SYS_SWAPON, 0, 0))

@@ -30,7 +30,7 @@ import pytest
 from firmware_app.domain.check_item import check_item_of
 from firmware_app.journal import message_id
 from firmware_app.links.outbound import Endpoint
-from peers.appliance_root import stage_root
+from peers.appliance_root import install_sandbox_probe, stage_root
 from peers.national import NationalSim
 from peers.prefecture import PrefectureSim
 from peers.register import RegisterClient, submit_event
@@ -102,7 +102,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         (dropin / "50-test.conf").write_text(TEST_DROPIN)
         (root / "opt/cs-test").mkdir(parents=True)
         shutil.copy(HERE / "block_loop.py", root / "opt/cs-test/sitecustomize.py")
-        shutil.copy(HERE / "sandbox_probe.py", root / "opt/cs-test/sandbox_probe.py")
 
         loop = LoopThread()
         pki = staged.pki
@@ -192,11 +191,7 @@ def test_stream_flows_through_the_booted_appliance(site: Site) -> None:
 
 def test_the_sandbox_holds(site: Site) -> None:
     c = site.container
-    unit_text = (c.root / "usr/lib/systemd/system" / UNIT).read_text()
-    probe = re.sub(r"^ExecStart=.*$", "ExecStart=/opt/cs-appliance/venv/bin/python /opt/cs-test/sandbox_probe.py", unit_text, flags=re.M)
-    probe = re.sub(r"^(Type|NotifyAccess|WatchdogSec|Restart|RestartSec)=.*$", "", probe, flags=re.M)
-    probe = probe.replace("[Service]", "[Service]\nType=oneshot\nRemainAfterExit=no", 1)
-    (c.root / "etc/systemd/system/cs-sandbox-probe.service").write_text(probe)
+    install_sandbox_probe(c.root)
     c.run("systemctl", "daemon-reload")
     c.run("systemctl", "start", "cs-sandbox-probe.service", timeout_s=60)
     lines = [line for line in c.journal("cs-sandbox-probe.service", output="cat").splitlines() if line.startswith("SANDBOX-PROBE ")]
