@@ -20,7 +20,12 @@ chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     /opt/cs-appliance/venv/bin/python -m pip install -q --disable-pip-version-check --no-index --no-deps --force-reinstall "/tmp/cs-app/$wheel" >&2
 rm -rf "$root/tmp/cs-app"
 
-install -m 0644 systemd/cs-appliance.service systemd/cs-appliance-provision.service "$root/usr/lib/systemd/system/"
+install -m 0644 systemd/cs-appliance.service systemd/cs-appliance-provision.service systemd/cs-room-broker.service "$root/usr/lib/systemd/system/"
+install -D -m 0644 systemd/mosquitto/cs-room.conf "$root/etc/cs-appliance/mosquitto/cs-room.conf"
+install -D -m 0644 systemd/mosquitto/cs-room.acl "$root/etc/cs-appliance/mosquitto/cs-room.acl"
+install -D -m 0644 systemd/cs-appliance.service.d/room.conf.example "$root/usr/share/doc/cs-appliance/room.conf.example"
+# Debian's own broker unit (rated 9.6) never runs: cs-room-broker.service is the machine room's.
+systemctl --root="$root" mask mosquitto.service >&2
 install -D -m 0644 systemd/sysusers.d/cs-appliance.conf "$root/usr/lib/sysusers.d/cs-appliance.conf"
 install -D -m 0644 systemd/tmpfiles.d/cs-appliance.conf "$root/usr/lib/tmpfiles.d/cs-appliance.conf"
 install -D -m 0644 README.md "$root/usr/share/doc/cs-appliance/README.md"
@@ -28,5 +33,6 @@ install -D -m 0644 docs/csd.example.toml "$root/usr/share/doc/cs-appliance/csd.e
 systemd-sysusers --root="$root" >&2
 systemd-tmpfiles --root="$root" --create cs-appliance.conf >&2
 if [ "$enable" = "--enable" ]; then
+    # cs-room-broker is enabled by the integrator with the room (its password file is site data).
     systemctl --root="$root" enable cs-appliance.service >&2
 fi

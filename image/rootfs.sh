@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds (or finds in the cache) the appliance's base root: Debian 12 from Debian's packages, with
-# systemd as init, SoftHSM2 and a Python virtual environment at /opt/cs-appliance/venv holding
+# systemd as init, SoftHSM2, mosquitto (the machine room's broker) and a Python virtual environment at /opt/cs-appliance/venv holding
 # csd's dependencies at the versions of constraints.txt.  The project itself is not in it (it
 # changes at every commit); image/install-app.sh adds it on top.  Prints the root's path.
 #
@@ -23,7 +23,7 @@ cache=${CS_IMAGE_CACHE:-/var/cache/cs-appliance}
 suite=bookworm
 mirror=${CS_DEBIAN_MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
 mirror=${mirror:-http://deb.debian.org/debian}
-base_packages=systemd,systemd-sysv,dbus,python3,python3-venv,softhsm2,libsystemd0,procps,iproute2,kbd,login
+base_packages=systemd,systemd-sysv,dbus,python3,python3-venv,softhsm2,libsystemd0,procps,iproute2,kbd,login,mosquitto
 kernel_packages="linux-image-amd64 udev dracut dracut-core cryptsetup-bin e2fsprogs"
 
 key=$( { cat image/rootfs.sh constraints.txt; echo "$suite $base_packages $kernel $kernel_packages"; } | sha256sum | cut -c1-16)

@@ -43,6 +43,7 @@ ANALYZE = shutil.which("systemd-analyze")
 #: - cs-appliance-provision.service 0.2: no network at all; what is left is RootDirectory= (would
 #:   need an image of its own), AF_UNIX (pcscd) and DeviceAllow= (the USB HSM, ProtectClock's rtc).
 #: - cs-appliance-ready.service 0.2: one echo to the console; AF_UNIX is the journal's stream.
+#: - cs-room-broker.service 0.9: mosquitto on loopback; all of it the network a broker needs.
 RATINGS: dict[str, tuple[int, frozenset[str]]] = {
     DAEMON: (
         10,
@@ -54,6 +55,13 @@ RATINGS: dict[str, tuple[int, frozenset[str]]] = {
     "cs-appliance-provision.service": (
         2,
         frozenset({"RootDirectory=/RootImage=", "RestrictAddressFamilies=~AF_UNIX", "DeviceAllow="}),
+    ),
+    "cs-room-broker.service": (
+        9,
+        frozenset({
+            "RootDirectory=/RootImage=", "RestrictAddressFamilies=~AF_UNIX", "RestrictAddressFamilies=~AF_(INET|INET6)",
+            "PrivateNetwork=", "IPAddressDeny=", "DeviceAllow=",
+        }),
     ),
     "cs-appliance-ready.service": (
         2,
