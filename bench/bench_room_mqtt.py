@@ -180,10 +180,9 @@ async def _sustained(broker: Mosquitto, room: Room, rate: float, seconds: float,
     return total, total / offered_s, (room.received - start_received) / done_s, room.received - start_received
 
 
-async def _burst(broker: Mosquitto, room_factory, count: int, sensors: int) -> tuple[int, float]:
-    """Queue ``count`` messages while the room is down; (received after restart, seconds to drain)."""
-    lines = [json.dumps({"battery": 60 + i % 40, "contact": True, "linkquality": 120}).encode() for i in range(count)]
-    await asyncio.to_thread(broker.pub_lines, f"zigbee2mqtt/bench/sensor{sensors - 1}", lines)
+async def _drain(room_factory, count: int) -> tuple[int, float]:
+    """Start a room client and wait (at most 60 s) until it has received ``count`` messages;
+    (received, seconds from its start)."""
     room = room_factory()
     t0 = time.perf_counter()
     await room.start()
@@ -195,6 +194,13 @@ async def _burst(broker: Mosquitto, room_factory, count: int, sensors: int) -> t
     received = room.received
     await room.stop()
     return received, drained_s
+
+
+async def _burst(broker: Mosquitto, room_factory, count: int, sensors: int) -> tuple[int, float]:
+    """Queue ``count`` messages while the room is down; (received after restart, seconds to drain)."""
+    lines = [json.dumps({"battery": 60 + i % 40, "contact": True, "linkquality": 120}).encode() for i in range(count)]
+    await asyncio.to_thread(broker.pub_lines, f"zigbee2mqtt/bench/sensor{sensors - 1}", lines)
+    return await _drain(room_factory, count)
 
 
 async def _retained(broker: Mosquitto, room_factory, count: int) -> tuple[int, float]:
@@ -205,17 +211,7 @@ async def _retained(broker: Mosquitto, room_factory, count: int) -> tuple[int, f
         for start in range(0, count, 500):
             await asyncio.gather(*(pub.publish(f"zigbee2mqtt/retained/device{i}/availability", b'{"state":"online"}', qos=1, retain=True)
                                    for i in range(start, min(count, start + 500))))
-    room = room_factory()
-    t0 = time.perf_counter()
-    await room.start()
-    for _ in range(6000):
-        if room.received >= count:
-            break
-        await asyncio.sleep(0.01)
-    drained_s = time.perf_counter() - t0
-    received = room.received
-    await room.stop()
-    return received, drained_s
+    return await _drain(room_factory, count)
 
 
 async def main_async(args: argparse.Namespace) -> None:

@@ -136,6 +136,10 @@ class _Table:
         except ValueError as exc:
             raise ConfigError(f"{self._section}.{key} {exc}") from None
 
+    def optional_path(self, key: str, base: Path) -> Path | None:
+        """``path``, or None when the key is absent or empty."""
+        return self.path(key, base) if self._get(key, str, "") else None
+
     def integer(self, key: str, default: int, low: int, high: int) -> int:
         value = self._get(key, int, default)
         if not low <= value <= high:
@@ -185,12 +189,11 @@ def load_config(path: Path) -> Config:
     storage.done()
 
     hsm_t = top.table("hsm")
-    softhsm_conf = hsm_t.text("softhsm_conf", "")
     hsm = HsmConfig(
         module_path=hsm_t.text("module_path", DEFAULT_MODULE_PATH),
         token_label=hsm_t.text("token_label", "cs-appliance"),
         pin_file=hsm_t.path("pin_file", base),
-        softhsm_conf=(Path(softhsm_conf) if Path(softhsm_conf).is_absolute() else base / softhsm_conf) if softhsm_conf else None,
+        softhsm_conf=hsm_t.optional_path("softhsm_conf", base),
     )
     strict = hsm_t.flag("strict", False)
     hsm_t.done()
@@ -247,8 +250,7 @@ def load_config(path: Path) -> Config:
     retention.done()
 
     backup = top.table("backup")
-    recipient = backup.text("offsite_recipient", "")
-    offsite_recipient = (Path(recipient) if Path(recipient).is_absolute() else base / recipient) if recipient else None
+    offsite_recipient = backup.optional_path("offsite_recipient", base)
     backup.done()
 
     daemon = top.table("daemon")
@@ -279,7 +281,6 @@ def load_config(path: Path) -> Config:
 def _console(top: _Table, base: Path) -> ConsoleConfig:
     """The ``[console]`` table: socket, group, idle lock, lockout, password hashing, audit, exports."""
     t = top.table("console")
-    recipient = t.text("export_recipient", "")
     memory_kib = t.integer("kdf_memory_kib", 65536, 8, 4 << 20)
     lanes = t.integer("kdf_lanes", 4, 1, 64)
     if memory_kib < 8 * lanes:
@@ -299,7 +300,7 @@ def _console(top: _Table, base: Path) -> ConsoleConfig:
         audit_flush_interval_s=t.seconds("audit_flush_interval_s", 0.2, 0.001, 60.0),
         audit_checkpoint_interval_s=t.seconds("audit_checkpoint_interval_s", 60.0, 0.0, 86400.0),
         export_dir=t.path("export_dir", base, str(DEFAULT_EXPORT_DIR)),
-        export_recipient=(Path(recipient) if Path(recipient).is_absolute() else base / recipient) if recipient else None,
+        export_recipient=t.optional_path("export_recipient", base),
         export_approval_valid_s=t.seconds("export_approval_valid_s", 86400.0, 1.0, 30 * 86400.0),
     )
     t.done()
