@@ -19,6 +19,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from firmware_app.audit.errors import AuditError
@@ -57,7 +58,7 @@ from watchdog.health import Thresholds
 from watchdog.notify import Notifier, forget_environ, watchdog_interval_s
 from watchdog.service import WatchdogService
 
-__all__ = ["Daemon", "StartFailed", "main"]
+__all__ = ["Daemon", "RetentionRun", "StartFailed", "main"]
 
 log = logging.getLogger("csd")
 
@@ -69,6 +70,23 @@ EXIT_LINKS = 5
 EXIT_HYGIENE = 6
 EXIT_ROOM = 7
 EXIT_CONSOLE = 8
+
+
+@dataclass(frozen=True)
+class RetentionRun:
+    """What one retention run deleted: the identity file's report and the audit entries."""
+
+    report: RetentionReport
+    audit_entries: int
+
+    def counts(self) -> dict[str, int]:
+        """Counts per class (no personal data), as the audit trail records them."""
+        r = self.report
+        return {
+            "history_versions": r.history_versions, "moveout_certificates": r.moveout_certificates,
+            "destination_records": r.destination_records, "outbox_entries": r.outbox_entries,
+            "epochs_destroyed": len(r.epochs_destroyed), "audit_entries": self.audit_entries,
+        }
 
 
 class StartFailed(Exception):
@@ -306,23 +324,22 @@ class Daemon:
         and retried at the next interval (the engine is idempotent)."""
         while True:
             try:
-                report = await self.run_retention()
+                run = await self.run_retention()
                 if self.audit is not None:
-                    deleted = await self.audit.run_retention()
-                    await self.audit.record("retention.run", actor="system", detail={
-                        "history_versions": report.history_versions, "moveout_certificates": report.moveout_certificates,
-                        "destination_records": report.destination_records, "epochs_destroyed": len(report.epochs_destroyed),
-                        "audit_entries": deleted["deleted"]})
+                    await self.audit.record("retention.run", actor="system", detail=run.counts())
             except ServiceUnavailable as exc:
                 log.error("retention run failed: %s", exc, extra=event("retention.failed"))
             except Exception as exc:  # noqa: BLE001 - the audit trail's failure is logged by it; retried next interval
                 log.error("retention run failed: %s", type(exc).__name__, extra=event("retention.failed"))
             await asyncio.sleep(self.config.retention_interval_s)
 
-    async def run_retention(self) -> RetentionReport:
-        """One retention run now (the console's on-demand command, issue 5)."""
+    async def run_retention(self) -> RetentionRun:
+        """One retention run now, of the identity file and then the audit trail: the schedule's
+        and the console's ``retention run`` (each records it in the audit trail as its actor)."""
         assert self.gateway is not None
-        return await self.gateway.run_retention()
+        report = await self.gateway.run_retention()
+        audit = await self.audit.run_retention() if self.audit is not None else {"deleted": 0}
+        return RetentionRun(report, audit["deleted"])
 
     async def _session(self, role: str, conn: Connection) -> None:
         assert self.gateway is not None

@@ -231,15 +231,10 @@ async def check_summary(ctx: Ctx, args: dict[str, Any]) -> object:
 
 @command("retention-run", Right.RETENTION_RUN, "run the retention schedule now (identity file and audit trail)")
 async def retention_run(ctx: Ctx, args: dict[str, Any]) -> object:
-    report = await ctx.services.daemon.run_retention()
-    audit = await ctx.services.audit.run_retention()
-    counts = {
-        "history_versions": report.history_versions, "moveout_certificates": report.moveout_certificates,
-        "destination_records": report.destination_records, "outbox_entries": report.outbox_entries,
-        "epochs_destroyed": len(report.epochs_destroyed), "audit_entries": audit["deleted"],
-    }
+    run = await ctx.services.daemon.run_retention()
+    counts = run.counts()
     await ctx.audit("retention.run", **counts)
-    return {"run_on": report.run_on, **counts, "epochs": list(report.epochs_destroyed)}
+    return {"run_on": run.report.run_on, **counts, "epochs": list(run.report.epochs_destroyed)}
 
 
 @command("retention-reports", Right.REPORT_READ, "reports of past retention runs (counts only)")
