@@ -28,6 +28,7 @@ from firmware_app.service.backup_files import (
     fsync_file,
     hash_file,
     is_empty_dir,
+    publish_dir,
     temporary_sibling,
     write_private_file,
 )
@@ -99,11 +100,7 @@ def backup_blocking(store: Store, signer: Signer, out_dir: Path, *, clock: Clock
         fsync_file(data)
         write_private_file(tmp / MANIFEST_FILE, manifest_bytes)
         write_private_file(tmp / SIGNATURE_FILE, signature)
-        fsync_dir(tmp)
-        if out_dir.exists():
-            out_dir.rmdir()  # empty, checked above
-        tmp.rename(out_dir)
-        fsync_dir(out_dir.parent)
+        publish_dir(tmp, out_dir)
         return manifest
     finally:
         if tmp.exists():

@@ -25,6 +25,7 @@ __all__ = [
     "hash_file",
     "is_empty_dir",
     "make_private_dir",
+    "publish_dir",
     "temporary_sibling",
     "write_private_file",
 ]
@@ -132,6 +133,16 @@ def _rename_exchange(a: Path, b: Path) -> bool:
     if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
         return False
     raise OSError(err, os.strerror(err))
+
+
+def publish_dir(tmp: Path, out_dir: Path) -> None:
+    """Put the finished directory ``tmp`` at ``out_dir`` (absent or empty), durably: its entries
+    synced, the rename synced in the parent."""
+    fsync_dir(tmp)
+    if out_dir.exists():
+        out_dir.rmdir()  # empty: the callers check before they write
+    tmp.rename(out_dir)
+    fsync_dir(out_dir.parent)
 
 
 def exchange_or_replace(new: Path, target: Path) -> None:

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from firmware_app.service.backup import BACKUP_FILES
-from firmware_app.service.backup_files import fsync_dir, is_empty_dir, temporary_sibling
+from firmware_app.service.backup_files import fsync_dir, is_empty_dir, publish_dir, temporary_sibling
 from firmware_app.service.backup_manifest import BackupError, BackupRejected
 
 __all__ = [
@@ -157,11 +157,7 @@ def open_offsite_blocking(sealed_file: Path, recipient_private_key_pem: bytes, o
         with open(sealed_file, "rb", buffering=0) as f:
             stream = _PlainStream(f, private)
             names = _unarchive(stream, tmp)
-        fsync_dir(tmp)
-        if out_dir.exists():
-            out_dir.rmdir()
-        tmp.rename(out_dir)
-        fsync_dir(out_dir.parent)
+        publish_dir(tmp, out_dir)
         return names
     finally:
         if tmp.exists():
